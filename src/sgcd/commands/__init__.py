@@ -1,0 +1,1 @@
+"""One module per `sgcd` subcommand; each exposes register(subparsers) (see sgcd.cli)."""

@@ -1,0 +1,1 @@
+"""Policies: who produces tokens and scores them (transformers models, OpenAI-compatible servers, scripts)."""

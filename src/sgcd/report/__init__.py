@@ -1,0 +1,1 @@
+"""Run reports: credit heatmaps, learning curves, summaries (static HTML + PNG)."""

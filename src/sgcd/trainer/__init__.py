@@ -1,0 +1,1 @@
+"""The single-machine reference trainer: config, the training step, runs, checkpoints."""
