@@ -1,0 +1,94 @@
+"""Masked tensor helpers shared by the core modules: validation, masked means, cheap percentiles.
+
+Not part of the public API. Conventions: `mask_B_T` is a bool/0-1 tensor, 1 exactly on action tokens; values at
+masked positions are never read (they may be NaN or inf, invariant 4 of algorithm.md §5).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def as_bool_mask(
+    action_mask_B_T: torch.Tensor, like_B_T: torch.Tensor, name: str = "action_mask"
+) -> torch.Tensor:
+    """The mask as bool, after checking it has the shape of `like_B_T` and is 2-D."""
+    if action_mask_B_T.dim() != 2:
+        raise ValueError(f"{name} must be (B, T), got shape {tuple(action_mask_B_T.shape)}")
+    if action_mask_B_T.shape != like_B_T.shape:
+        raise ValueError(
+            f"{name} shape {tuple(action_mask_B_T.shape)} differs from the log-prob shape {tuple(like_B_T.shape)}"
+        )
+    return action_mask_B_T.bool()
+
+
+def check_same_shape(ref_B_T: torch.Tensor, **tensors: torch.Tensor | None) -> None:
+    """Raise ValueError naming the first tensor whose shape differs from `ref_B_T`."""
+    for key, value in tensors.items():
+        if value is not None and value.shape != ref_B_T.shape:
+            raise ValueError(f"{key} shape {tuple(value.shape)} differs from {tuple(ref_B_T.shape)}")
+
+
+def check_finite_on_mask(x_B_T: torch.Tensor, mask_B_T: torch.Tensor, name: str) -> None:
+    """Raise ValueError naming the first trajectory with a NaN/inf value on an action token.
+
+    Values at masked positions are ignored. The check reads one bool back from the device.
+    """
+    bad_B = (~torch.isfinite(x_B_T) & mask_B_T).any(dim=-1)
+    if bool(bad_B.any()):
+        rows = bad_B.nonzero().flatten().tolist()
+        t = int((~torch.isfinite(x_B_T[rows[0]]) & mask_B_T[rows[0]]).nonzero()[0])
+        value = float(x_B_T[rows[0], t])
+        raise ValueError(
+            f"{name} has a non-finite value ({value}) on an action token of trajectory {rows[0]} (token {t}); "
+            f"trajectories affected: {rows[:10]}"
+        )
+
+
+def check_finite_rows(x_B: torch.Tensor, name: str) -> None:
+    """Raise ValueError naming the first trajectory whose per-trajectory value is NaN/inf."""
+    bad_B = ~torch.isfinite(x_B)
+    if bool(bad_B.any()):
+        i = int(bad_B.nonzero()[0])
+        raise ValueError(f"{name} is non-finite ({float(x_B[i])}) for trajectory {i}")
+
+
+def masked_fill_zero(x_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> torch.Tensor:
+    """x where mask, 0 elsewhere (NaN/inf at masked positions do not leak, and no gradient reaches them)."""
+    return torch.where(mask_B_T, x_B_T, torch.zeros((), dtype=x_B_T.dtype, device=x_B_T.device))
+
+
+def masked_row_mean(x_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> torch.Tensor:
+    """(B,) mean of x over the action tokens of each row; 0 for rows with no action token."""
+    n_B = mask_B_T.sum(dim=-1)
+    total_B = masked_fill_zero(x_B_T, mask_B_T).sum(dim=-1)
+    return total_B / n_B.clamp(min=1).to(total_B.dtype)
+
+
+def masked_values(x_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> torch.Tensor:
+    """(N,) the values at action tokens, as float64 on CPU-friendly dtype for statistics."""
+    return x_B_T[mask_B_T].detach().double()
+
+
+def mean_std(values_N: torch.Tensor) -> tuple[float, float]:
+    """Mean and population std of a 1-D tensor; (0, 0) when empty."""
+    if values_N.numel() == 0:
+        return 0.0, 0.0
+    mean = values_N.mean()
+    return float(mean), float(((values_N - mean) ** 2).mean().sqrt())
+
+
+def percentiles(values_N: torch.Tensor, qs: tuple[float, ...]) -> dict[float, float]:
+    """Nearest-rank-with-interpolation percentiles (same as numpy 'linear'), via one sort; 0 when empty."""
+    n = values_N.numel()
+    if n == 0:
+        return {q: 0.0 for q in qs}
+    sorted_N = values_N.sort().values
+    out = {}
+    for q in qs:
+        pos = q / 100.0 * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        frac = pos - lo
+        out[q] = float(sorted_N[lo] * (1 - frac) + sorted_N[hi] * frac)
+    return out

@@ -1,0 +1,88 @@
+"""Diagnostics of credit weights (algorithm.md §8, the pure-math part): distribution, bounds, splits, agreement.
+
+All functions read detached tensors and return `dict[str, float]`; empty selections give 0.0, never NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sgcd.core._masked import as_bool_mask, masked_values, mean_std, percentiles
+
+PERCENTILES = (1.0, 5.0, 50.0, 95.0, 99.0)
+TOKEN_TYPE_NAMES = {0: "observation", 1: "reasoning", 2: "tool_call", 3: "answer"}  # = sgcd.types.TOKEN_TYPES
+
+
+def _summary(values_N: torch.Tensor, prefix: str) -> dict[str, float]:
+    mean, std = mean_std(values_N)
+    return {f"{prefix}_mean": mean, f"{prefix}_std": std, f"{prefix}_n": float(values_N.numel())}
+
+
+def weight_metrics(
+    weights_B_T: torch.Tensor, advantages_B: torch.Tensor, select_B_T: torch.Tensor, eps: float
+) -> dict[str, float]:
+    """Weight mean/std/percentiles, fraction at each final bound, split by A>0 / A<0.
+
+    select_B_T: bool, the tokens to describe (the action tokens of reweighted trajectories).
+    """
+    w_N = masked_values(weights_B_T, select_B_T)
+    out = _summary(w_N, "credit/w")
+    for q, v in percentiles(w_N, PERCENTILES).items():
+        out[f"credit/w_p{int(q)}"] = v
+    n = max(w_N.numel(), 1)
+    out["credit/w_frac_at_low"] = float((w_N <= 1.0 - 2.0 * eps + 1e-6).sum()) / n
+    out["credit/w_frac_at_high"] = float((w_N >= 1.0 + 2.0 * eps - 1e-6).sum()) / n
+    out["credit/w_min"] = float(w_N.min()) if w_N.numel() else 0.0
+    out["credit/w_max"] = float(w_N.max()) if w_N.numel() else 0.0
+    pos_B_T = select_B_T & (advantages_B > 0).unsqueeze(-1)
+    neg_B_T = select_B_T & (advantages_B < 0).unsqueeze(-1)
+    out.update(_summary(masked_values(weights_B_T, pos_B_T), "credit/w_pos"))
+    out.update(_summary(masked_values(weights_B_T, neg_B_T), "credit/w_neg"))
+    return out
+
+
+def weight_stats_by_token_type(
+    weights: torch.Tensor, action_mask: torch.Tensor, token_types: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Mean/std/count of w over action tokens of each token type (codes in sgcd.types.TOKEN_TYPES).
+
+    weights, action_mask, token_types: (B, T). Returns ({type_name: selected weights (N,)}, metrics) with
+    metrics `credit/w_<type>_mean|std|n` for every type (0.0 when a type has no action token).
+    """
+    mask_B_T = as_bool_mask(action_mask, weights)
+    if token_types.shape != weights.shape:
+        raise ValueError(f"token_types shape {tuple(token_types.shape)} differs from {tuple(weights.shape)}")
+    selected: dict[str, torch.Tensor] = {}
+    metrics: dict[str, float] = {}
+    for code, name in TOKEN_TYPE_NAMES.items():
+        values_N = masked_values(weights, mask_B_T & (token_types == code))
+        selected[name] = values_N
+        metrics.update(_summary(values_N, f"credit/w_{name}"))
+    return selected, metrics
+
+
+def polarity_agreement(
+    weights: torch.Tensor, polarity: torch.Tensor, action_mask: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Agreement of w with a per-token polarity (+1 helpful, -1 harmful, 0 neutral/unknown).
+
+    A token agrees when polarity is +1 and w > 1, or polarity is -1 and w < 1. Counted on action tokens with a
+    non-zero polarity. Returns (agree_B_T bool, metrics: agree overall / on +1 / on -1, and the token counts).
+    Note: polarity is taken as given (caller multiplies by sign(A) if it wants "helpful in a failure" flipped).
+    """
+    mask_B_T = as_bool_mask(action_mask, weights)
+    if polarity.shape != weights.shape:
+        raise ValueError(f"polarity shape {tuple(polarity.shape)} differs from {tuple(weights.shape)}")
+    pos_B_T = mask_B_T & (polarity > 0)
+    neg_B_T = mask_B_T & (polarity < 0)
+    agree_B_T = (pos_B_T & (weights > 1)) | (neg_B_T & (weights < 1))
+    n_pos, n_neg = int(pos_B_T.sum()), int(neg_B_T.sum())
+    a_pos, a_neg = int((agree_B_T & pos_B_T).sum()), int((agree_B_T & neg_B_T).sum())
+    metrics = {
+        "credit/agree": (a_pos + a_neg) / (n_pos + n_neg) if n_pos + n_neg else 0.0,
+        "credit/agree_helpful": a_pos / n_pos if n_pos else 0.0,
+        "credit/agree_harmful": a_neg / n_neg if n_neg else 0.0,
+        "credit/agree_n_helpful": float(n_pos),
+        "credit/agree_n_harmful": float(n_neg),
+    }
+    return agree_B_T, metrics
