@@ -1,0 +1,241 @@
+"""A transformers causal LM as a TokenPolicy: chat encoding, batched sampling, and chunked per-token scoring.
+
+- `generate`: one batched sampling loop with a KV cache over left-padded prompts; each row stops at its own
+  end-of-turn token (`<|im_end|>`), finished rows leave the batch (the cache is compacted), temperature and
+  top-p, seeded by the policy's torch.Generator. Ids come back verbatim, never re-tokenized.
+- Sampling log-probs are of the **untempered** policy: log softmax(logits) at temperature 1, before top-p,
+  whatever the sampling temperature. That is pi_old as PPO's ratio and the teacher's divergence need it, and it
+  equals `score()` on the same tokens (tested). Departure from samplers that report the tempered/truncated
+  distribution (vLLM's default): those log-probs are *not* what the trainer would recompute.
+- `score`: one forward of the transformer body, then log-softmax over the vocabulary in chunks of positions, so
+  memory is O(B * chunk * V) rather than O(B * T * V); with `grad=True` each chunk is checkpointed, so the
+  backward pass recomputes its logits instead of storing them. Logits are upcast to float32 before softmax
+  (the body may run in bfloat16).
+Supported: models whose logits are `lm_head(last_hidden_state)` (optionally soft-capped), e.g. Llama, Qwen, SmolLM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
+from sgcd.policy.chat import render_delta, render_prompt
+from sgcd.types import Message
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class HFPolicy:
+    """TokenPolicy over a transformers model. `.model` is what the trainer optimises; `.tokenizer`, `.device`."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, seed: int = 0, score_chunk: int = 256) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.score_chunk = score_chunk  # positions per log-softmax chunk in score()
+        self.eot_id: int = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+        self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eot_id
+        self.stop_ids: frozenset[int] = frozenset({self.eot_id})
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: str = "float32", seed: int = 0):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} not supported; choose one of {', '.join(DTYPES)}")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device)
+        model.eval()
+        return cls(model, tokenizer, seed=seed)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def seed(self, seed: int) -> None:
+        """Reset the sampling generator (same seed + same prompts + same params = same samples)."""
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    # ---- encoding --------------------------------------------------------------------------------------------
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode_prompt(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()) -> list[int]:
+        return self._ids(render_prompt(self.tokenizer, messages, tools))
+
+    def encode_delta(self, messages: Sequence[Message]) -> list[int]:
+        return self._ids(render_delta(self.tokenizer, messages))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Assistant text of sampled ids as the environment sees it (special tokens dropped)."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    # ---- sampling --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """Sample one assistant turn per prompt, all rows together; see the module docstring for log-probs."""
+        if not prompts:
+            return []
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("generate: every prompt needs at least one token")
+        dev, B = self.device, len(prompts)
+        L = max(len(p) for p in prompts)
+        ids_B_L = torch.full((B, L), self.pad_id, dtype=torch.long)
+        attn_B_L = torch.zeros((B, L), dtype=torch.long)
+        for b, p in enumerate(prompts):  # left padding: every row's next token is at column L
+            ids_B_L[b, L - len(p) :] = torch.tensor(p)
+            attn_B_L[b, L - len(p) :] = 1
+        ids_B_L, attn_B_L = ids_B_L.to(dev), attn_B_L.to(dev)
+        pos_B_L = (attn_B_L.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids_B_L, attention_mask=attn_B_L, position_ids=pos_B_L, use_cache=True, logits_to_keep=1
+        )
+        # transformers >= 5.2x names the KV cache `cache`; older releases `past_key_values`.
+        cache_kw = "cache" if "cache" in out else "past_key_values"
+        cache, pos_B = out[cache_kw], pos_B_L[:, -1]
+        alive = list(range(B))  # original row of each cache row
+        toks: list[list[int]] = [[] for _ in range(B)]
+        lps: list[list[float]] = [[] for _ in range(B)]
+        done = [False] * B
+        for _ in range(params.max_new_tokens):
+            logits_A_V = out.logits[:, -1, :].float()
+            tok_A, lp_A = self._sample(logits_A_V, params)
+            for a, (t, lp) in enumerate(zip(tok_A.tolist(), lp_A.tolist())):
+                b = alive[a]
+                toks[b].append(t)
+                lps[b].append(lp)
+                done[b] = t in self.stop_ids
+            keep = [a for a, b in enumerate(alive) if not done[b]]
+            if not keep or len(toks[alive[keep[0]]]) >= params.max_new_tokens:
+                break
+            if len(keep) < len(alive):  # drop finished rows from the batch and the cache
+                idx = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(idx)
+                tok_A, attn_B_L, pos_B = tok_A[idx], attn_B_L[idx], pos_B[idx]
+                alive = [alive[a] for a in keep]
+            attn_B_L = torch.cat([attn_B_L, attn_B_L.new_ones((len(alive), 1))], dim=1)
+            pos_B = pos_B + 1
+            out = self.model(
+                input_ids=tok_A[:, None],
+                attention_mask=attn_B_L,
+                position_ids=pos_B[:, None],
+                use_cache=True,
+                **{cache_kw: cache},
+            )
+        return [self._completion(t, lp) for t, lp in zip(toks, lps)]
+
+    def _completion(self, toks: list[int], lps: list[float]) -> Completion:
+        finished = bool(toks) and toks[-1] in self.stop_ids
+        text = self.decode(toks[:-1] if finished else toks)
+        return Completion(token_ids=tuple(toks), logprobs=tuple(lps), text=text, finished=finished)
+
+    def _sample(self, logits_A_V: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next token per row, and its log-prob under the untempered, untruncated policy."""
+        logp_A_V = torch.log_softmax(logits_A_V, dim=-1)
+        if params.temperature <= 0:
+            tok_A = logits_A_V.argmax(-1)
+        else:
+            probs_A_V = torch.softmax(logits_A_V / params.temperature, dim=-1)
+            if params.top_p < 1.0:
+                probs_A_V = top_p_filter(probs_A_V, params.top_p)
+            tok_A = torch.multinomial(probs_A_V, 1, generator=self.generator).squeeze(-1)
+        return tok_A, logp_A_V.gather(-1, tok_A[:, None]).squeeze(-1)
+
+    # ---- scoring ---------------------------------------------------------------------------------------------
+    def score(
+        self,
+        prefixes: list[list[int]],
+        continuations: list[list[int]],
+        *,
+        topk: int = 0,
+        with_entropy: bool = False,
+        grad: bool = False,
+    ) -> ScoreOutput:
+        """log p(continuation_t | prefix, continuation_<t) per token, right-padded to (B, T_max)."""
+        if len(prefixes) != len(continuations):
+            raise ValueError(f"score: {len(prefixes)} prefixes but {len(continuations)} continuations")
+        if any(len(p) == 0 for p in prefixes):
+            raise ValueError(
+                "score: every prefix needs at least one token (the first token has no prediction)"
+            )
+        with torch.set_grad_enabled(grad):
+            return self._score(prefixes, continuations, topk, with_entropy, grad)
+
+    def _score(self, prefixes, continuations, topk, with_entropy, grad) -> ScoreOutput:
+        dev, B = self.device, len(prefixes)
+        T = max((len(c) for c in continuations), default=0)
+        L = max(len(p) + len(c) for p, c in zip(prefixes, continuations))
+        ids_B_L = torch.full((B, L), self.pad_id, dtype=torch.long)
+        attn_B_L = torch.zeros((B, L), dtype=torch.long)
+        tgt_B_T = torch.full((B, T), self.pad_id, dtype=torch.long)
+        src_B_T = torch.zeros((B, T), dtype=torch.long)  # position whose hidden state predicts target t
+        mask_B_T = torch.zeros((B, T), dtype=torch.bool)
+        for b, (p, c) in enumerate(zip(prefixes, continuations)):
+            n = len(p) + len(c)
+            ids_B_L[b, :n] = torch.tensor(list(p) + list(c))
+            attn_B_L[b, :n] = 1
+            tgt_B_T[b, : len(c)] = torch.tensor(c, dtype=torch.long)
+            src_B_T[b] = (torch.arange(T) + len(p) - 1).clamp(max=L - 1)
+            mask_B_T[b, : len(c)] = True
+        ids_B_L, attn_B_L, tgt_B_T, src_B_T = (
+            ids_B_L.to(dev),
+            attn_B_L.to(dev),
+            tgt_B_T.to(dev),
+            src_B_T.to(dev),
+        )
+        pos_B_L = torch.arange(L, device=dev)[None].expand(B, L)
+        body = getattr(self.model, self.model.base_model_prefix)
+        hidden_B_L_H = body(
+            input_ids=ids_B_L, attention_mask=attn_B_L, position_ids=pos_B_L
+        ).last_hidden_state
+        h_B_T_H = hidden_B_L_H.gather(1, src_B_T[..., None].expand(-1, -1, hidden_B_L_H.shape[-1]))
+        parts = [
+            self._score_chunk(
+                h_B_T_H[:, s : s + self.score_chunk],
+                tgt_B_T[:, s : s + self.score_chunk],
+                topk,
+                with_entropy,
+                grad,
+            )
+            for s in range(0, T, self.score_chunk)
+        ]
+        if not parts:
+            empty = torch.zeros((B, 0), device=dev)
+            return ScoreOutput(logprobs=empty, mask=mask_B_T.to(dev))
+        cat = [torch.cat([p[i] for p in parts], dim=1) if parts[0][i] is not None else None for i in range(4)]
+        mask = mask_B_T.to(dev)
+        return ScoreOutput(
+            logprobs=cat[0] * mask, mask=mask, entropy=cat[1], topk_logprobs=cat[2], topk_ids=cat[3]
+        )
+
+    def _score_chunk(self, h_B_C_H, tgt_B_C, topk, with_entropy, grad):
+        def fn(h):
+            logp_B_C_V = torch.log_softmax(self._logits(h).float(), dim=-1)
+            lp = logp_B_C_V.gather(-1, tgt_B_C[..., None]).squeeze(-1)
+            ent = -(logp_B_C_V.exp() * logp_B_C_V).sum(-1) if with_entropy else None
+            top = logp_B_C_V.topk(topk, dim=-1) if topk else None
+            return lp, ent, (top.values if top else None), (top.indices if top else None)
+
+        if grad and h_B_C_H.requires_grad:
+            return checkpoint(fn, h_B_C_H, use_reentrant=False)
+        return fn(h_B_C_H)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        logits = self.model.get_output_embeddings()(h)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def top_p_filter(probs_A_V: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose mass reaches top_p (the top token always kept); renormalise."""
+    sorted_p, order = probs_A_V.sort(dim=-1, descending=True)
+    cum = sorted_p.cumsum(-1)
+    drop_sorted = (cum - sorted_p) >= top_p  # mass before this token already reaches top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    kept = probs_A_V.masked_fill(drop, 0.0)
+    return kept / kept.sum(-1, keepdim=True)

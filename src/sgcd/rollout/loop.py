@@ -1,0 +1,128 @@
+"""The agent loop: a policy samples assistant turns, single-use environments answer, tokens are recorded as we go.
+
+`run_episode` is the whole idea on one screen. `run_batch` is the same loop advancing many episodes together:
+each round samples the next turn of every unfinished episode in one batched `generate` call (siblings of one
+task and different tasks alike), then steps each env. `run_group` / `run_groups` wrap it into TrajectoryGroups.
+
+Limits (RolloutLimits) are ours, on top of whatever the environment enforces: at most `max_turns` assistant
+turns and `max_tokens` trajectory tokens (after the prompt). Hitting either ends the episode with
+`truncated=True`, `success=False` and the env's reward so far (0 for an unfinished episode). A turn that
+overruns the token budget is cut at the budget and not sent to the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sgcd.policy.base import Completion, SamplingParams
+from sgcd.rollout.record import EpisodeRecorder
+from sgcd.types import Observation, Trajectory, TrajectoryGroup
+
+
+@dataclass(frozen=True)
+class RolloutLimits:
+    max_turns: int = 16  # assistant turns per episode
+    max_tokens: int = 4096  # trajectory tokens per episode (after the prompt)
+    batch_size: int = 64  # most episodes sampled in one generate() call
+
+
+def run_episode(policy: Any, env: Any, params: SamplingParams, limits: RolloutLimits = RolloutLimits()):
+    """One episode, one turn at a time: the reference the batched loop must match."""
+    rec = EpisodeRecorder.start(policy, env)
+    while not _check_budget(rec, limits):
+        budget = limits.max_tokens - len(rec.token_ids)
+        completion = policy.generate([rec.context], _capped(params, budget))[0]
+        _take_turn(policy, rec, completion, budget, limits)
+    return rec.trajectory()
+
+
+def run_batch(
+    policy: Any, envs: Sequence[Any], params: SamplingParams, limits: RolloutLimits = RolloutLimits()
+) -> list[Trajectory]:
+    """Run fresh single-use envs to the end together; trajectories in the order of `envs`."""
+    return [rec.trajectory() for rec in _run_recorders(policy, envs, params, limits)]
+
+
+def _run_recorders(policy, envs, params, limits) -> list[EpisodeRecorder]:
+    recs = [EpisodeRecorder.start(policy, env) for env in envs]
+    while True:
+        live = [r for r in recs if not _check_budget(r, limits)]
+        if not live:
+            return recs
+        for s in range(0, len(live), limits.batch_size):
+            chunk = live[s : s + limits.batch_size]
+            budgets = [limits.max_tokens - len(r.token_ids) for r in chunk]
+            completions = policy.generate([r.context for r in chunk], _capped(params, max(budgets)))
+            for rec, completion, budget in zip(chunk, completions, budgets):
+                _take_turn(policy, rec, completion, budget, limits)
+
+
+def _check_budget(rec: EpisodeRecorder, limits: RolloutLimits) -> bool:
+    """True when the episode is over (an environment's answer may have used up the token budget)."""
+    if not rec.done and len(rec.token_ids) >= limits.max_tokens:
+        rec.stop(f"max_tokens ({limits.max_tokens}) reached")
+    return rec.done
+
+
+def _take_turn(
+    policy, rec: EpisodeRecorder, completion: Completion, budget: int, limits: RolloutLimits
+) -> None:
+    if len(completion.token_ids) > budget or (
+        len(completion.token_ids) == budget and not completion.finished
+    ):
+        cut = completion.token_ids[:budget]
+        rec.add_turn(policy, Completion(cut, completion.logprobs[:budget], policy.decode(cut), False))
+        rec.stop(f"max_tokens ({limits.max_tokens}) reached")
+        return
+    rec.add_turn(policy, completion)
+    rec.step_env(policy, completion, limits.max_turns)
+
+
+def _capped(params: SamplingParams, budget: int) -> SamplingParams:
+    return replace(params, max_new_tokens=max(1, min(params.max_new_tokens, budget)))
+
+
+def make_group(
+    trajectories: Sequence[Trajectory], prompt: Observation, instruction: str = ""
+) -> TrajectoryGroup:
+    """The G siblings of one task as a TrajectoryGroup (group_id = sibling index)."""
+    trajs = tuple(replace(t, group_id=i) for i, t in enumerate(trajectories))
+    task_ids = {t.task_id for t in trajs}
+    if len(task_ids) > 1:
+        raise ValueError(f"make_group: siblings must share one task, got {sorted(task_ids)}")
+    return TrajectoryGroup(
+        task_id=trajs[0].task_id if trajs else "", trajectories=trajs, prompt=prompt, instruction=instruction
+    )
+
+
+def run_groups(
+    policy: Any,
+    env_factory: Callable[[Any], Any],
+    tasks: Sequence[Any],
+    G: int,
+    params: SamplingParams,
+    limits: RolloutLimits = RolloutLimits(),
+) -> list[TrajectoryGroup]:
+    """G siblings for each task, all advanced together; one TrajectoryGroup per task, in task order."""
+    envs = [env_factory(task) for task in tasks for _ in range(G)]
+    recs = _run_recorders(policy, envs, params, limits)
+    groups = []
+    for k, task in enumerate(tasks):
+        sib = recs[k * G : (k + 1) * G]
+        trajs = [rec.trajectory() for rec in sib]
+        groups.append(make_group(trajs, sib[0].opening, getattr(task, "instruction", "")))
+    return groups
+
+
+def run_group(
+    policy: Any,
+    env_factory: Callable[[Any], Any],
+    task: Any,
+    G: int,
+    params: SamplingParams,
+    limits: RolloutLimits = RolloutLimits(),
+) -> TrajectoryGroup:
+    """G sibling rollouts of one task, sampled together on the same clean prompt."""
+    return run_groups(policy, env_factory, [task], G, params, limits)[0]

@@ -1,0 +1,160 @@
+"""HFPolicy: sampling log-probs equal score(), chunked scoring is exact, batching and seeding behave."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sgcd.policy.base import SamplingParams
+from sgcd.policy.hf import HFPolicy, top_p_filter
+from sgcd.types import Message
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_user_details",
+            "description": "Look up a user.",
+            "parameters": {
+                "type": "object",
+                "properties": {"user_id": {"type": "string"}},
+                "required": ["user_id"],
+            },
+        },
+    }
+]
+
+
+def _prompts(policy):
+    a = policy.encode_prompt(
+        [Message("system", "You are an airline agent."), Message("user", "Cancel R1.")], TOOLS
+    )
+    b = policy.encode_prompt([Message("user", "hi")], [])
+    return [a, b, a]  # different lengths -> left padding; a twice -> two samples of one prompt
+
+
+def _max_diff(policy, prompts, params):
+    completions = policy.generate(prompts, params)
+    out = policy.score(prompts, [list(c.token_ids) for c in completions])
+    diffs = [
+        abs(out.logprobs[b, t].item() - lp)
+        for b, c in enumerate(completions)
+        for t, lp in enumerate(c.logprobs)
+    ]
+    assert out.mask.sum().item() == sum(len(c.token_ids) for c in completions)
+    return max(diffs), completions
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])
+def test_sampling_logprobs_equal_score_tiny(tiny_policy, temperature, top_p):
+    """Recorded log-probs are the untempered policy's, so they equal score() at any temperature / top-p."""
+    diff, _ = _max_diff(tiny_policy, _prompts(tiny_policy), SamplingParams(temperature, top_p, 24))
+    print(f"tiny T={temperature} top_p={top_p}: max |sampling logprob - score| = {diff:.2e}")
+    assert diff < 1e-4
+
+
+@pytest.mark.slow
+def test_sampling_logprobs_equal_score_smollm2(smol_policy):
+    diff, completions = _max_diff(smol_policy, _prompts(smol_policy)[:2], SamplingParams(1.0, 1.0, 12))
+    print(f"smollm2-135m fp32: max |sampling logprob - score| = {diff:.2e}")
+    assert diff < 1e-4
+
+
+def test_stops_each_row_at_its_own_end_of_turn(tiny_policy):
+    """With many stop ids rows finish at different steps (the cache is compacted); each ends at its first stop."""
+    policy = HFPolicy(tiny_policy.model, tiny_policy.tokenizer, seed=3)
+    policy.stop_ids = frozenset(range(300, 646))  # about half the vocabulary ends a turn
+    prompts = _prompts(policy) * 2
+    diff, completions = _max_diff(policy, prompts, SamplingParams(1.0, 1.0, 16))
+    assert diff < 1e-4
+    for c in completions:
+        stops = [i for i, t in enumerate(c.token_ids) if t in policy.stop_ids]
+        assert c.finished == bool(stops) and (not stops or stops == [len(c.token_ids) - 1])
+    assert len({len(c.token_ids) for c in completions}) > 1  # rows really finished at different steps
+
+
+def test_seeded_and_batch_independent(tiny_policy):
+    p = _prompts(tiny_policy)
+    params = SamplingParams(1.0, 1.0, 8)
+    tiny_policy.seed(7)
+    first = tiny_policy.generate(p, params)
+    tiny_policy.seed(7)
+    assert tiny_policy.generate(p, params) == first
+    # greedy: a row's tokens do not depend on what else is in the batch (padding is masked)
+    greedy = SamplingParams(0.0, 1.0, 8)
+    together = tiny_policy.generate(p, greedy)
+    alone = [tiny_policy.generate([q], greedy)[0] for q in p]
+    assert [c.token_ids for c in together] == [c.token_ids for c in alone]
+
+
+def test_chunked_score_matches_full_logsoftmax(tiny_policy):
+    """Chunks of 3 positions give the log-probs, entropies and top-k of one full log_softmax."""
+    prefixes = [[1, 5, 9, 40], [1, 7]]
+    conts = [[50, 51, 52, 53, 54, 55, 56], [60, 61]]
+    policy = HFPolicy(tiny_policy.model, tiny_policy.tokenizer)
+    policy.score_chunk = 3
+    out = policy.score(prefixes, conts, topk=4, with_entropy=True)
+    for b, (p, c) in enumerate(zip(prefixes, conts)):
+        ids = torch.tensor([p + c])
+        logp = torch.log_softmax(tiny_policy.model(input_ids=ids).logits[0].float(), -1)  # (L, V)
+        rows = logp[len(p) - 1 : len(p) - 1 + len(c)]  # the row before token t predicts token t
+        ref = rows.gather(-1, torch.tensor(c)[:, None]).squeeze(-1)
+        torch.testing.assert_close(out.logprobs[b, : len(c)], ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.entropy[b, : len(c)], -(rows.exp() * rows).sum(-1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.topk_logprobs[b, : len(c)], rows.topk(4).values, atol=1e-5, rtol=0)
+    assert out.mask.tolist() == [[True] * 7, [True] * 2 + [False] * 5]
+    assert out.logprobs[1, 2:].abs().sum() == 0  # padded positions are zero
+
+
+def test_score_grad_matches_unchunked(tiny_policy):
+    """grad=True: checkpointed chunks give the same gradient as the plain computation."""
+    model = tiny_policy.model
+    policy = HFPolicy(model, tiny_policy.tokenizer)
+    policy.score_chunk = 2
+    prefix, cont = [1, 5, 9], [50, 51, 52, 53, 54]
+    model.zero_grad()
+    policy.score([prefix], [cont], grad=True).logprobs.sum().backward()
+    g_chunked = model.model.embed_tokens.weight.grad.clone()
+    model.zero_grad()
+    logp = torch.log_softmax(model(input_ids=torch.tensor([prefix + cont])).logits[0].float(), -1)
+    logp[2:7].gather(-1, torch.tensor(cont)[:, None]).sum().backward()
+    torch.testing.assert_close(model.model.embed_tokens.weight.grad, g_chunked, atol=1e-5, rtol=1e-4)
+    model.zero_grad()
+    assert policy.score([prefix], [cont]).logprobs.requires_grad is False
+
+
+def test_bfloat16_scores_close_to_float32(tiny_policy):
+    bf = HFPolicy(tiny_policy.model.to(torch.bfloat16), tiny_policy.tokenizer)
+    try:
+        low = bf.score([[1, 5, 9]], [[50, 51, 52]]).logprobs
+        assert low.dtype == torch.float32  # upcast before the softmax
+    finally:
+        tiny_policy.model.to(torch.float32)
+    high = tiny_policy.score([[1, 5, 9]], [[50, 51, 52]]).logprobs
+    assert (low - high).abs().max() < 0.1
+
+
+@pytest.mark.gpu
+def test_cuda_sampling_matches_score(tiny_policy):
+    policy = HFPolicy(tiny_policy.model.to("cuda"), tiny_policy.tokenizer)
+    try:
+        diff, _ = _max_diff(policy, _prompts(policy), SamplingParams(1.0, 1.0, 16))
+        assert diff < 1e-4
+    finally:
+        tiny_policy.model.to("cpu")
+
+
+def test_top_p_filter_by_hand():
+    """probs (0.5, 0.3, 0.2): top_p 0.6 keeps 0.5+0.3 -> (0.625, 0.375, 0); top_p 0.5 keeps the top one only."""
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])
+    torch.testing.assert_close(
+        top_p_filter(probs, 0.6), torch.tensor([[0.625, 0.375, 0.0], [0.0, 0.375, 0.625]])
+    )
+    torch.testing.assert_close(top_p_filter(probs, 0.5), torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+
+
+def test_bad_inputs_are_clear(tiny_policy):
+    with pytest.raises(ValueError, match="prefixes"):
+        tiny_policy.score([[1]], [[2], [3]])
+    with pytest.raises(ValueError, match="at least one token"):
+        tiny_policy.generate([[]], SamplingParams())
