@@ -23,6 +23,7 @@ class FakeEnv:
     task: Task
     goal: str = "done"
     max_turns: int = 99
+    always_continue: bool = False  # answer every turn with a tool message until max_turns
     turns: int = 0
     seen: list[str] = field(default_factory=list)
 
@@ -33,7 +34,7 @@ class FakeEnv:
     def step(self, assistant_text: str) -> StepResult:
         self.turns += 1
         self.seen.append(assistant_text)
-        if "<tool_call>" not in assistant_text:
+        if "<tool_call>" not in assistant_text and not self.always_continue:
             reward = 1.0 if self.goal in assistant_text else 0.0
             return StepResult(messages=(), done=True, reward=reward, info={"reason": "final_answer"})
         if self.turns >= self.max_turns:
