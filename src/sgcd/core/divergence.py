@@ -61,12 +61,16 @@ def _buckets(
         )
     mask_B_T = as_bool_mask(action_mask, student_topk_logprobs[..., 0])
     mask_B_T_1 = mask_B_T.unsqueeze(-1)
-    check_finite_on_mask(student_topk_logprobs.amax(-1), mask_B_T, "student_topk_logprobs")
-    check_finite_on_mask(teacher_topk_logprobs.amin(-1), mask_B_T, "teacher_topk_logprobs")
+    check_finite_on_mask(student_topk_logprobs.detach().sum(-1), mask_B_T, "student_topk_logprobs")
+    # -inf from the teacher (a token it excludes) is allowed and floored below; NaN and +inf are not.
+    floor = math.log(min_prob)
+    check_finite_on_mask(
+        teacher_topk_logprobs.detach().clamp(min=floor).sum(-1), mask_B_T, "teacher_topk_logprobs"
+    )
     s_B_T_K = torch.where(mask_B_T_1, student_topk_logprobs, torch.zeros_like(student_topk_logprobs))
     t_B_T_K = torch.where(mask_B_T_1, teacher_topk_logprobs, torch.zeros_like(teacher_topk_logprobs))
     # Floor the teacher at log(min_prob) so a -inf teacher entry (a token it excludes) stays finite.
-    t_B_T_K = t_B_T_K.clamp(min=math.log(min_prob))
+    t_B_T_K = t_B_T_K.clamp(min=floor)
     if tail:
         s_tail_B_T_1 = _tail_logprob(s_B_T_K, min_prob).unsqueeze(-1)
         t_tail_B_T_1 = _tail_logprob(t_B_T_K, min_prob).unsqueeze(-1)

@@ -252,31 +252,54 @@ def opd_advantage_loss(
     return loss, metrics
 
 
-def _ppo_only(logprobs, old_logprobs, token_advantages, action_mask, **kwargs):
-    """ppo_clip_loss, dropping the extra tensors the other losses take (advantages, teacher tensors)."""
-    for key in ("advantages", "teacher_logprobs", "student_topk_logprobs", "teacher_topk_logprobs"):
-        kwargs.pop(key, None)
-    return ppo_clip_loss(logprobs, old_logprobs, token_advantages, action_mask, **kwargs)
+_EXTRAS = ("advantages", "teacher_logprobs", "student_topk_logprobs", "teacher_topk_logprobs")
 
 
-def _sd_replace_entry(logprobs, old_logprobs, token_advantages, action_mask, *, teacher_logprobs, **kwargs):
+def _drop(kwargs: dict, keep: tuple[str, ...]) -> dict:
+    """kwargs without the extra tensors this loss does not use (the trainer may pass all of them)."""
+    return {k: v for k, v in kwargs.items() if k not in _EXTRAS or k in keep}
+
+
+def _need(name: str, kwargs: dict, keys: tuple[str, ...]) -> None:
+    missing = [k for k in keys if kwargs.get(k) is None]
+    if missing:
+        raise ValueError(f"policy loss {name!r} needs the keyword tensor(s) {missing}")
+
+
+def _ppo_entry(logprobs, old_logprobs, token_advantages, action_mask, **kwargs):
+    """ppo_clip_loss under the common registry signature."""
+    return ppo_clip_loss(logprobs, old_logprobs, token_advantages, action_mask, **_drop(kwargs, ()))
+
+
+def _sd_replace_entry(logprobs, old_logprobs, token_advantages, action_mask, **kwargs):
     """sd-replace under the common registry signature (old_logprobs and token_advantages unused)."""
-    kwargs.pop("advantages", None)
-    return sd_replace_loss(logprobs, teacher_logprobs, action_mask, **kwargs)
+    _need("sd-replace", kwargs, ("teacher_logprobs",))
+    kwargs = _drop(kwargs, ("teacher_logprobs", "student_topk_logprobs", "teacher_topk_logprobs"))
+    for key in ("clip_low", "clip_high", "dual_clip"):  # PPO settings the trainer may pass to every loss
+        kwargs.pop(key, None)
+    return sd_replace_loss(logprobs, action_mask=action_mask, **kwargs)
 
 
-def _sd_aux_entry(logprobs, old_logprobs, token_advantages, action_mask, *, teacher_logprobs, **kwargs):
+def _sd_aux_entry(logprobs, old_logprobs, token_advantages, action_mask, **kwargs):
     """sd-aux under the common registry signature (the per-trajectory `advantages` are unused)."""
-    kwargs.pop("advantages", None)
-    return sd_aux_loss(logprobs, old_logprobs, token_advantages, action_mask, teacher_logprobs, **kwargs)
+    _need("sd-aux", kwargs, ("teacher_logprobs",))
+    kwargs = _drop(kwargs, ("teacher_logprobs", "student_topk_logprobs", "teacher_topk_logprobs"))
+    return sd_aux_loss(logprobs, old_logprobs, token_advantages, action_mask, **kwargs)
+
+
+def _opd_entry(logprobs, old_logprobs, token_advantages, action_mask, **kwargs):
+    """opd-advantage under the common registry signature (token_advantages are recomputed from `advantages`)."""
+    _need("opd-advantage", kwargs, ("advantages", "teacher_logprobs"))
+    kwargs = _drop(kwargs, ("advantages", "teacher_logprobs"))
+    return opd_advantage_loss(logprobs, old_logprobs, token_advantages, action_mask, **kwargs)
 
 
 # Common signature: fn(logprobs, old_logprobs, token_advantages, action_mask, **extra) -> (loss, metrics).
 POLICY_LOSSES: dict[str, Callable[..., tuple[torch.Tensor, dict[str, float]]]] = {
-    "ppo-clip": _ppo_only,
+    "ppo-clip": _ppo_entry,
     "sd-replace": _sd_replace_entry,
     "sd-aux": _sd_aux_entry,
-    "opd-advantage": opd_advantage_loss,
+    "opd-advantage": _opd_entry,
 }
 POLICY_LOSS_NEEDS: dict[str, tuple[str, ...]] = {
     "ppo-clip": (),
