@@ -1,0 +1,117 @@
+"""`sgcd bench step`: one full training step of grpo and of sgcd on the same batch, split by phase.
+
+The rollouts are sampled once (timed as `rollout`) and reused; then, from the same model and optimizer state,
+each algorithm runs the rest of the step `--repeats` times (median reported): reference (summarizer), old
+log-probs, teacher scoring, credit, update. The printed ratio is SGCD step time / GRPO step time with the shared
+rollout included (what a run pays), and the ratio of the post-rollout part alone.
+
+    sgcd bench step --json bench-step.json                      (the smoke preset: tiny model, seconds)
+    sgcd bench step --preset default --json bench-step.json     (smollm2-135m, the default run's shapes)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+PHASES = ("reference", "old_logprobs", "teacher", "credit", "update")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--preset", default="smoke", help="configs/<name>.yaml or a YAML path (default: smoke)")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--repeats", type=int, default=3, help="post-rollout repetitions per algorithm (median)")
+    p.add_argument("--device", default=None, help="override model.device (e.g. cuda)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+
+
+def _collect_mixed(trainer, tries: int = 4):
+    from sgcd.trainer.loop.step import collect
+
+    t0 = time.perf_counter()
+    for _ in range(tries):
+        collected = collect(trainer.ctx)
+        if collected.mixed:
+            return collected, time.perf_counter() - t0
+    raise RuntimeError("no mixed group in the sampled batches; use a preset whose model sometimes succeeds")
+
+
+def run_bench(cfg, repeats: int = 3) -> dict:
+    from sgcd.trainer.loop.step import Timer, train_on
+    from sgcd.trainer.trainer import Trainer
+
+    with tempfile.TemporaryDirectory(prefix="sgcd-bench-") as tmp:
+        trainer = Trainer(replace(cfg, algorithm=replace(cfg.algorithm, name="sgcd")), Path(tmp), quiet=True)
+        trainer.setup()
+        collected, rollout_s = _collect_mixed(trainer)
+        model_state = copy.deepcopy(trainer.policy.model.state_dict())
+        opt_state = copy.deepcopy(trainer.optimizer.state_dict())
+        sched_state = copy.deepcopy(trainer.scheduler.state_dict())
+        results = {}
+        for algo in ("grpo", "sgcd"):
+            trainer.ctx.cfg = replace(cfg, algorithm=replace(cfg.algorithm, name=algo))
+            runs = []
+            for _ in range(repeats):
+                trainer.policy.model.load_state_dict(model_state)
+                trainer.optimizer.load_state_dict(opt_state)
+                trainer.scheduler.load_state_dict(sched_state)
+                timer = Timer()
+                t0 = time.perf_counter()
+                train_on(trainer.ctx, collected, timer)
+                times = {p: timer.times.get(f"time/{p}_s", 0.0) for p in PHASES}
+                times["post_rollout"] = time.perf_counter() - t0
+                runs.append(times)
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            med["rollout"] = rollout_s
+            med["step"] = rollout_s + med["post_rollout"]
+            results[algo] = med
+    g, s = results["grpo"], results["sgcd"]
+    n_traj = sum(len(grp.trajectories) for grp in collected.mixed)
+    n_tok = sum(len(t.token_ids) for grp in collected.mixed for t in grp.trajectories)
+    return {
+        "model": cfg.model.name,
+        "device": cfg.model.device,
+        "preset_steps": cfg.steps,
+        "mixed_groups": len(collected.mixed),
+        "trajectories": n_traj,
+        "trajectory_tokens": n_tok,
+        "repeats": repeats,
+        "grpo": g,
+        "sgcd": s,
+        "ratio_step": s["step"] / g["step"],
+        "ratio_post_rollout": s["post_rollout"] / g["post_rollout"],
+        "extra_s": {p: s[p] - g[p] for p in PHASES},
+    }
+
+
+def main(args) -> int:
+    from sgcd.cli import CliError
+    from sgcd.trainer.config import ConfigError, make_config
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"model.device={args.device}")
+    try:
+        cfg = make_config(args.preset, overrides)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    result = run_bench(cfg, max(1, args.repeats))
+    print(
+        f"model {result['model']} on {result['device']}: {result['mixed_groups']} mixed groups, "
+        f"{result['trajectories']} trajectories, {result['trajectory_tokens']} tokens"
+    )
+    print(f"{'phase':<14}{'grpo s':>10}{'sgcd s':>10}")
+    for phase in ("rollout", *PHASES, "step"):
+        print(f"{phase:<14}{result['grpo'][phase]:>10.3f}{result['sgcd'][phase]:>10.3f}")
+    print(
+        f"SGCD/GRPO step time: {result['ratio_step']:.3f}x  (after rollouts only: "
+        f"{result['ratio_post_rollout']:.3f}x; target <= 1.25x)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0

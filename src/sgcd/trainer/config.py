@@ -1,0 +1,387 @@
+"""The run configuration: one typed dataclass per component, composed into `RunConfig`.
+
+Each field carries its documentation in `metadata["help"]` (that text is the `--help` of `sgcd train` and of
+`docs/training.md`) and, where the value is a name, the allowed values in `metadata["choices"]`. A config is built
+from a YAML preset (`configs/<name>.yaml`, or a path) plus dotted overrides (`algorithm.name=grpo credit.eps=0.1`).
+Unknown keys and invalid values raise `ConfigError` with one line naming the field and what is allowed.
+
+Core functions never see these objects: the trainer unpacks plain numbers from them at the call site.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ALGORITHMS = ("grpo", "sgcd", "sd-replace", "sd-aux", "opd-advantage")
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+
+
+class ConfigError(ValueError):
+    """A bad key or value in a config: the message is one line naming the field."""
+
+
+def _f(
+    default: Any, help: str, choices: tuple | None = None, lo: float | None = None, hi: float | None = None
+):
+    """A dataclass field with its help text, allowed names and numeric bounds (inclusive)."""
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f(
+        "smollm2-135m", "policy model: smollm2-135m | tiny | a local HF folder | an HF id in the cache"
+    )
+    device: str = _f("cpu", "torch device (cpu, cuda, cuda:0)")
+    dtype: str = _f("float32", "parameter dtype", ("float32", "bfloat16", "float16"))
+    sft_warmstart: str = _f(
+        "auto",
+        "short supervised warm start on gold solutions before RL: auto = only for the built-in smollm2-135m "
+        "(cached), on = always, off = never",
+        ("auto", "on", "off"),
+    )
+    sft_budget: int = _f(60, "SFT warm-start budget in optimizer steps (the cache key includes it)", lo=1)
+
+
+@dataclass
+class EnvConfig:
+    name: str = _f("airline-lite", "domain (benchmark) name: airline-lite | tau3-airline | appworld")
+    train_split: str = _f("train", "split the training tasks are drawn from")
+    eval_split: str = _f("test", "held-out split for evaluation")
+    options: dict = _f({}, "extra keyword options for the domain factory (data paths, user simulator, ...)")
+
+
+@dataclass
+class SamplingConfig:
+    group_size: int = _f(6, "G: sibling rollouts per task", lo=2)
+    groups_per_step: int = _f(
+        4, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
+    )
+    tasks_per_round: int = _f(4, "tasks rolled out per sampling round", lo=1)
+    max_sampling_rounds: int = _f(
+        3, "sampling rounds before training on whatever mixed groups were found", lo=1
+    )
+    temperature: float = _f(1.0, "sampling temperature for training rollouts", lo=0.0)
+    top_p: float = _f(1.0, "nucleus sampling p", lo=0.0, hi=1.0)
+    max_new_tokens: int = _f(96, "max tokens per assistant turn", lo=1)
+    max_turns: int = _f(6, "max assistant turns per episode", lo=1)
+    max_tokens: int = _f(1024, "max trajectory tokens (after the prompt) per episode", lo=16)
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = _f("sgcd", "training algorithm; grpo is the matched comparator (w = 1)", ALGORITHMS)
+    advantage: str = _f(
+        "grpo", "group advantage estimator (drgrpo = no std normalisation)", ("grpo", "drgrpo", "rloo")
+    )
+    ppo_epochs: int = _f(1, "passes over the step's trajectories", lo=1)
+    minibatch_size: int = _f(8, "trajectories per optimizer step (one PPO minibatch)", lo=1)
+    microbatch_size: int = _f(
+        4, "trajectories per forward/backward (gradient accumulation inside a minibatch)", lo=1
+    )
+    clip_low: float = _f(0.2, "PPO clip eps_low", lo=0.0)
+    clip_high: float = _f(0.28, "PPO clip eps_high (clip-higher)", lo=0.0)
+    dual_clip: float = _f(3.0, "dual-clip c for negative advantages (0 = off)", lo=0.0)
+    loss_agg: str = _f(
+        "token-mean", "loss aggregation", ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+    )
+    kl_beta: float = _f(
+        0.0, "beta of the k3 KL to the frozen reference model (0 = the reference is never loaded)", lo=0.0
+    )
+    sd_beta: float = _f(0.1, "sd-aux: weight of the per-token KL(student || teacher) term", lo=0.0)
+    opd_c: float = _f(0.1, "opd-advantage: Ahat = A - c * (logp_S - logp_T)", lo=0.0)
+
+
+@dataclass
+class CreditConfig:
+    teacher: str = _f(
+        "pi_old",
+        "who scores the trajectory with the credit reference: pi_old (the policy), reference (frozen initial "
+        "model), none (teacher sees the clean prompt = exact GRPO)",
+        ("pi_old", "reference", "none"),
+    )
+    divergence: str = _f(
+        "logratio", "D1 sampled-token log-ratio or D2 top-k reverse KL", ("logratio", "topk_kl")
+    )
+    topk: int = _f(20, "k for topk_kl and for sd-replace/sd-aux KLs", lo=1)
+    eps: float = _f(0.2, "weight bound: w in [1-eps, 1+eps] before renormalising", lo=0.0, hi=0.99)
+    lam: float = _f(1.0, "lambda: w = (1-lambda) + lambda*w (0 = GRPO)", lo=0.0, hi=1.0)
+    level: str = _f("token", "credit granularity", ("token", "turn"))
+    unsigned: bool = _f(False, "ablation: ignore the sign of A when forming u")
+    failures_only: bool = _f(False, "reweight failed trajectories only (successes keep w = 1)")
+    shuffle: bool = _f(False, "falsification control: shuffle w within each trajectory")
+    entropy_gate: bool = _f(False, "gate u by teacher entropy: g = clamp(1 - H_T/H0, g_min, 1)")
+    gate_h0: float = _f(4.0, "H0 of the entropy gate (nats)", lo=0.0)
+    gate_min: float = _f(0.0, "g_min of the entropy gate", lo=0.0, hi=1.0)
+
+
+@dataclass
+class SummarizerConfig:
+    kind: str = _f(
+        "offline", "credit reference source: offline (deterministic, no LLM) or llm", ("offline", "llm")
+    )
+    base_url: str = _f("", "OpenAI-compatible endpoint for kind=llm (e.g. http://127.0.0.1:8000/v1)")
+    model: str = _f("", "model name at the endpoint")
+    api_key_env: str = _f("OPENAI_API_KEY", "environment variable holding the API key (never logged)")
+    timeout_s: float = _f(60.0, "per-request timeout", lo=0.1)
+    max_retries: int = _f(3, "retries with backoff before falling back to the offline summarizer", lo=0)
+    max_requests: int = _f(10000, "request budget for the run", lo=0)
+    max_concurrency: int = _f(8, "groups summarized concurrently", lo=1)
+    cache_dir: str = _f("", "content-addressed cache folder (empty = RUN_DIR/summarizer_cache)")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = _f(1e-5, "AdamW learning rate", lo=0.0)
+    weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0)
+    beta1: float = _f(0.9, "AdamW beta1", lo=0.0, hi=1.0)
+    beta2: float = _f(0.999, "AdamW beta2", lo=0.0, hi=1.0)
+    grad_clip: float = _f(1.0, "max global grad norm (0 = no clipping)", lo=0.0)
+    warmup_steps: int = _f(0, "linear warm-up steps", lo=0)
+    schedule: str = _f("constant", "learning-rate schedule after warm-up", ("constant", "cosine", "linear"))
+
+
+@dataclass
+class LoggingConfig:
+    progress: bool = _f(True, "rich progress display on stderr")
+    stdout: bool = _f(False, "print one metrics line per step")
+    tensorboard: bool = _f(False, "TensorBoard events under RUN_DIR/tb (needs the tensorboard extra)")
+    wandb: bool = _f(False, "log to Weights & Biases (needs the wandb extra and WANDB_API_KEY)")
+    wandb_project: str = _f("sgcd", "W&B project")
+    sample_groups: int = _f(4, "mixed groups written to RUN_DIR/samples/ at each eval interval", lo=0)
+    keep_samples: int = _f(20, "sample files kept (oldest deleted first)", lo=1)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = _f(10, "checkpoint every N steps (0 = only at the end)", lo=0)
+    keep_last: int = _f(2, "checkpoints kept", lo=1)
+
+
+@dataclass
+class EvalConfig:
+    every: int = _f(10, "held-out evaluation every N steps (0 = only before and after)", lo=0)
+    trials: int = _f(1, "trials per task", lo=1)
+    limit: int = _f(0, "evaluate only the first N held-out tasks (0 = all)", lo=0)
+    before: bool = _f(True, "evaluate before the first step")
+    temperature: float = _f(0.0, "evaluation temperature (0 = greedy)", lo=0.0)
+
+
+@dataclass
+class RunConfig:
+    seed: int = _f(0, "seed for task order, sampling and initialisation")
+    steps: int = _f(20, "training steps", lo=0)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    credit: CreditConfig = field(default_factory=CreditConfig)
+    summarizer: SummarizerConfig = field(default_factory=SummarizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def uses_teacher(self) -> bool:
+        """True when the step scores trajectories with a credit-reference teacher (one extra forward)."""
+        return self.algorithm.name != "grpo" and self.credit.teacher != "none"
+
+    @property
+    def needs_reference_model(self) -> bool:
+        """True when a frozen copy of the initial model must be loaded (KL term or reference teacher)."""
+        return self.algorithm.kl_beta > 0 or (self.uses_teacher and self.credit.teacher == "reference")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building, validating, overriding, saving
+
+
+def _is_section(tp: Any) -> bool:
+    return dataclasses.is_dataclass(tp)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(path: str, value: Any, tp: Any, meta: dict) -> Any:
+    """Check `value` against the field's type, choices and bounds; return it coerced (int -> float ok)."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+    elif tp is dict or origin is dict:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+    elif isinstance(tp, types.UnionType):  # pragma: no cover - no unions in the config today
+        pass
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{path}: {value!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{path}: {value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{path}: {value!r} is above the maximum {hi}")
+    return value
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = _field_types(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; {prefix.rstrip('.') or 'top level'} allows: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if _is_section(tp):
+            kwargs[name] = _build(tp, value or {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(f"{prefix}{name}", value, tp, dict(fields[name].metadata))
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """`a.b=value` -> {"a": {"b": value}}; the value is parsed as YAML (numbers, true/false, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. algorithm.name=grpo")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    if parts[0] == "env" and len(parts) > 2 and parts[1] == "options":  # env.options.x=1
+        return {"env": {"options": {".".join(parts[2:]): value}}}
+    out: dict = {}
+    node = out
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def preset_path(preset: str) -> Path:
+    """`smoke` -> configs/smoke.yaml; a path to a YAML file is used as is."""
+    path = Path(preset).expanduser()
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    candidate = CONFIG_DIR / f"{preset}.yaml"
+    if candidate.exists():
+        return candidate
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.exists() else []
+    raise ConfigError(f"preset {preset!r} not found; choose one of: {', '.join(names)} or give a YAML path")
+
+
+def load_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def make_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The resolved config: defaults <- preset YAML <- dotted overrides, validated."""
+    data: dict = {}
+    if preset:
+        data = load_yaml(preset_path(preset))
+    for text in overrides:
+        data = _deep_merge(data, parse_override(text))
+    return from_dict(data)
+
+
+def from_dict(data: dict) -> RunConfig:
+    cfg = _build(RunConfig, data)
+    check_consistency(cfg)
+    return cfg
+
+
+def check_consistency(cfg: RunConfig) -> None:
+    """Cross-field rules, each a one-line error naming the fields."""
+    if cfg.algorithm.microbatch_size > cfg.algorithm.minibatch_size:
+        raise ConfigError(
+            f"algorithm.microbatch_size ({cfg.algorithm.microbatch_size}) must be <= algorithm.minibatch_size "
+            f"({cfg.algorithm.minibatch_size})"
+        )
+    if cfg.summarizer.kind == "llm" and (not cfg.summarizer.base_url or not cfg.summarizer.model):
+        raise ConfigError("summarizer.kind=llm needs summarizer.base_url and summarizer.model")
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def load_config(path: Path) -> RunConfig:
+    return from_dict(load_yaml(path))
+
+
+def describe(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) for every field: the text of `sgcd train --help` and docs/training.md."""
+    rows = []
+    hints = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            rows += describe(tp, f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f.metadata.get("help", "")
+        if f.metadata.get("choices"):
+            help_text += f" [{' | '.join(map(str, f.metadata['choices']))}]"
+        rows.append(
+            (f"{prefix}{f.name}", yaml.safe_dump(default, default_flow_style=True).strip(), help_text)
+        )
+    return rows
+
+
+def help_text() -> str:
+    rows = describe()
+    width = max(len(k) for k, _, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {h} (default: {d.removesuffix('...').strip()})" for k, d, h in rows)

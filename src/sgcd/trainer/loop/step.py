@@ -1,0 +1,357 @@
+"""One training step as a composition of phases, each a function with plain inputs and outputs.
+
+    collect (rollouts + dynamic sampling)  ->  references (summarize mixed groups)  ->  collate + advantages
+    ->  old log-probs (pi_old, clean prompt)  ->  teacher log-probs (credit-reference prefix)  ->  credit
+    ->  PPO epochs over minibatches with gradient accumulation (+ optional k3 KL to the frozen reference)
+
+The algorithms share every line but one: `credit` picks the weights (grpo: w = 1; sgcd: core.credit) and
+`update` picks the loss from core.losses.POLICY_LOSSES (ppo-clip for grpo and sgcd; sd-replace, sd-aux,
+opd-advantage for the baselines). With credit.teacher=none the teacher scores the *clean* prompt through the
+same code path, so delta = 0 exactly and SGCD reduces bit-for-bit to GRPO (tested end to end).
+
+Departures from the textbook (each deliberate):
+- Old log-probs are recomputed with `policy.score` under no_grad before the update instead of reusing the
+  sampling log-probs: the batched KV-cache sampler and a full forward differ in the last float bits, and the PPO
+  ratio must be exactly 1 at the first minibatch. This costs one forward per step (both algorithms pay it).
+- The LR scheduler advances once per training step, not per optimizer step.
+- Loss scaling under gradient accumulation: each micro-batch's loss is multiplied by its share of the
+  minibatch's action tokens (token-mean) or trajectories (seq-mean modes), so the accumulated gradient equals
+  the gradient of the minibatch loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sgcd.core.advantages import ADVANTAGE_ESTIMATORS
+from sgcd.core.credit import CREDIT_VARIANTS, credit_weights, reshape_advantages
+from sgcd.core.credit_stats import polarity_agreement, weight_stats_by_token_type
+from sgcd.core.losses import POLICY_LOSSES, kl_k3
+from sgcd.trainer.config import RunConfig
+from sgcd.trainer.loop.batch import Scores, TokenBatch, collate, score_batch, score_rows
+from sgcd.trainer.loop.collect import Collected, TaskSampler, collect_groups
+from sgcd.trainer.loop.teacher import build_references, teacher_prefix_rows, token_polarity
+
+LOSS_OF = {"grpo": "ppo-clip", "sgcd": "ppo-clip", "sd-replace": "sd-replace", "sd-aux": "sd-aux",
+           "opd-advantage": "opd-advantage"}  # fmt: skip
+RENAME = {"actor/pg_loss": "loss/policy", "actor/": "policy/", "adv/": "reward/adv_", "div/": "credit/div_",
+          "sd/": "loss/sd_", "opd/": "loss/opd_"}  # fmt: skip
+
+
+def rename(metrics: dict[str, float]) -> dict[str, float]:
+    """Core metric names -> the run's namespaces (algorithm.md §8): actor/ -> policy/, adv/ -> reward/adv_ ..."""
+    out = {}
+    for key, value in metrics.items():
+        for old, new in RENAME.items():
+            if key == old or (old.endswith("/") and key.startswith(old)):
+                key = new + key[len(old) :] if old.endswith("/") else new
+                break
+        out[key] = value
+    return out
+
+
+@dataclass
+class StepContext:
+    """What a step needs; built once by the Trainer. The config is read here, never inside core functions."""
+
+    cfg: RunConfig
+    policy: Any  # HFPolicy being trained
+    domain: Any
+    sampler: TaskSampler
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sampling_params: Any
+    limits: Any
+    generator: torch.Generator  # minibatch order and the shuffle control
+    summarizer: Any = None
+    ref_policy: Any = None  # frozen initial model (kl_beta > 0 or credit.teacher=reference)
+
+
+@dataclass
+class StepOutput:
+    metrics: dict[str, float]
+    skipped: bool = False
+    batch: TokenBatch | None = None
+    references: list[Any] = field(default_factory=list)
+    advantages_B: torch.Tensor | None = None
+    weights_B_T: torch.Tensor | None = None
+    student_B_T: torch.Tensor | None = None
+    teacher_B_T: torch.Tensor | None = None
+    collected: Collected | None = None
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.times[f"time/{name}_s"] = (
+                    timer.times.get(f"time/{name}_s", 0.0) + time.perf_counter() - self.t0
+                )
+
+        return _Ctx()
+
+
+def collect(ctx: StepContext) -> Collected:
+    s = ctx.cfg.sampling
+    return collect_groups(
+        ctx.policy,
+        ctx.domain,
+        ctx.sampler,
+        group_size=s.group_size,
+        groups_per_step=s.groups_per_step,
+        tasks_per_round=s.tasks_per_round,
+        max_rounds=s.max_sampling_rounds,
+        params=ctx.sampling_params,
+        limits=ctx.limits,
+    )
+
+
+def run_step(ctx: StepContext) -> StepOutput:
+    """One full training step: sample, then train on the mixed groups found."""
+    timer = Timer()
+    with timer("rollout"):
+        collected = collect(ctx)
+    out = train_on(ctx, collected, timer)
+    return out
+
+
+def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None) -> StepOutput:
+    """Everything after sampling. Reused by `sgcd bench step` to time two algorithms on the same rollouts."""
+    timer = timer or Timer()
+    cfg, t0 = ctx.cfg, time.perf_counter()
+    metrics = dict(collected.metrics)
+    metrics.update(tool_metrics(collected.all_groups))
+    if not collected.mixed:  # nothing to learn from: skip, log, never fail
+        metrics.update({"sampling/skipped": 1.0, **timer.times, "policy/lr": ctx.scheduler.get_last_lr()[0]})
+        ctx.scheduler.step()
+        return StepOutput(metrics=metrics, skipped=True, collected=collected)
+    metrics["sampling/skipped"] = 0.0
+    with timer("reference"):
+        refs, ref_metrics = build_references(ctx, collected.mixed)
+    metrics.update(ref_metrics)
+    batch = collate(collected.mixed)
+    adv_B, adv_metrics = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](batch.rewards_B, batch.group_index_B)
+    metrics.update(adv_metrics)
+    micro = cfg.algorithm.microbatch_size
+    with timer("old_logprobs"):
+        old = score_batch(ctx.policy, batch.prefixes, batch.continuations, batch.T, micro, with_entropy=True)
+    teacher = None
+    if cfg.algorithm.name != "grpo":
+        with timer("teacher"):
+            teacher = score_teacher(ctx, batch, refs)
+    ref_lp = None
+    if cfg.algorithm.kl_beta > 0:
+        with timer("ref_model"):
+            ref_lp = score_batch(
+                ctx.ref_policy, batch.prefixes, batch.continuations, batch.T, micro
+            ).logprobs_B_T
+    with timer("credit"):
+        w_B_T, ahat_B_T, credit_metrics = credit(ctx, batch, adv_B, old, teacher, refs)
+    metrics.update(credit_metrics)
+    with timer("update"):
+        metrics.update(update(ctx, batch, old.logprobs_B_T, adv_B, ahat_B_T, teacher, ref_lp))
+    ent = old.entropy_B_T
+    if ent is not None:
+        metrics["policy/entropy"] = (
+            float(ent[batch.action_mask_B_T].mean()) if batch.action_mask_B_T.any() else 0.0
+        )
+    metrics["policy/lr"] = ctx.scheduler.get_last_lr()[0]
+    ctx.scheduler.step()
+    metrics["time/train_s"] = time.perf_counter() - t0
+    metrics.update(timer.times)
+    return StepOutput(
+        metrics=metrics,
+        batch=batch,
+        references=refs,
+        advantages_B=adv_B,
+        weights_B_T=w_B_T,
+        student_B_T=old.logprobs_B_T,
+        teacher_B_T=None if teacher is None else teacher.logprobs_B_T,
+        collected=collected,
+    )
+
+
+def score_teacher(ctx: StepContext, batch: TokenBatch, refs: list[Any]) -> Scores:
+    """Teacher log-probs of the identical trajectory tokens after the teacher prefix (no grad, one forward)."""
+    cfg = ctx.cfg
+    model = (
+        ctx.ref_policy if (cfg.credit.teacher == "reference" and ctx.ref_policy is not None) else ctx.policy
+    )
+    prefixes = teacher_prefix_rows(ctx, batch, refs)
+    return score_batch(
+        model,
+        prefixes,
+        batch.continuations,
+        batch.T,
+        cfg.algorithm.microbatch_size,
+        with_entropy=cfg.credit.entropy_gate,
+    )
+
+
+def credit(
+    ctx: StepContext,
+    batch: TokenBatch,
+    adv_B: torch.Tensor,
+    old: Scores,
+    teacher: Scores | None,
+    refs: list[Any],
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Credit weights (the one line where grpo and sgcd differ) and the token advantages Ahat = A * w."""
+    c, mask = ctx.cfg.credit, batch.action_mask_B_T
+    student = old.logprobs_B_T
+    if ctx.cfg.algorithm.name == "sgcd":
+        w_B_T, metrics = credit_weights(
+            teacher.logprobs_B_T,
+            student,
+            adv_B,
+            mask,
+            c.eps,
+            c.lam,
+            turn_ids=batch.turn_ids_B_T.clamp(min=0) if c.level == "turn" else None,
+            teacher_entropy=teacher.entropy_B_T if c.entropy_gate else None,
+            gate_h0=c.gate_h0,
+            gate_min=c.gate_min,
+            signed=not c.unsigned,
+            failures_only=c.failures_only,
+            shuffle=c.shuffle,
+            generator=ctx.generator,
+        )
+    else:
+        w_B_T, metrics = CREDIT_VARIANTS["grpo"](None, student, adv_B, mask)
+    ahat_B_T, adv_metrics = reshape_advantages(adv_B, w_B_T, mask)
+    metrics.update(adv_metrics)
+    _, type_metrics = weight_stats_by_token_type(w_B_T, mask, batch.token_types_B_T)
+    metrics.update({k: v for k, v in type_metrics.items() if not k.endswith("_observation_mean")})
+    if refs and any(r is not None for r in refs):
+        polarity_B_T = token_polarity(batch, refs) * torch.sign(adv_B).unsqueeze(-1)
+        _, agree = polarity_agreement(w_B_T, polarity_B_T, mask & (adv_B != 0).unsqueeze(-1))
+        metrics.update(agree)
+    if teacher is not None:
+        delta = (teacher.logprobs_B_T - student)[mask]
+        metrics["credit/teacher_minus_student_mean"] = float(delta.mean()) if delta.numel() else 0.0
+        if teacher.entropy_B_T is not None:
+            metrics["credit/teacher_entropy"] = float(teacher.entropy_B_T[mask].mean()) if mask.any() else 0.0
+    return w_B_T, ahat_B_T, rename(metrics)
+
+
+def _loss_kwargs(ctx: StepContext, rows: torch.Tensor, adv_B, teacher: Scores | None) -> dict[str, Any]:
+    a = ctx.cfg.algorithm
+    name = LOSS_OF[a.name]
+    common = {"agg": a.loss_agg, "norm_len": float(ctx.cfg.sampling.max_tokens)}
+    ppo = {"clip_low": a.clip_low, "clip_high": a.clip_high, "dual_clip": a.dual_clip or None}
+    if name == "ppo-clip":
+        return {**common, **ppo}
+    t_lp = teacher.logprobs_B_T.index_select(0, rows)
+    if name == "sd-replace":
+        return {**common, "teacher_logprobs": t_lp}
+    if name == "sd-aux":
+        return {**common, **ppo, "teacher_logprobs": t_lp, "beta_sd": a.sd_beta}
+    return {
+        **common,
+        **ppo,
+        "teacher_logprobs": t_lp,
+        "advantages": adv_B.index_select(0, rows),
+        "c": a.opd_c,
+    }
+
+
+def _share(mask_b_T: torch.Tensor, mask_mb_T: torch.Tensor, agg: str) -> float:
+    """The micro-batch's share of the minibatch loss under this aggregation mode."""
+    if agg == "token-mean":
+        return float(mask_b_T.sum()) / max(float(mask_mb_T.sum()), 1.0)
+    if agg == "seq-mean-token-mean":
+        return float(mask_b_T.any(-1).sum()) / max(float(mask_mb_T.any(-1).sum()), 1.0)
+    return mask_b_T.shape[0] / max(mask_mb_T.shape[0], 1)
+
+
+def update(
+    ctx: StepContext,
+    batch: TokenBatch,
+    old_B_T: torch.Tensor,
+    adv_B: torch.Tensor,
+    ahat_B_T: torch.Tensor,
+    teacher: Scores | None,
+    ref_B_T: torch.Tensor | None,
+) -> dict[str, float]:
+    """PPO epochs over shuffled minibatches, gradient accumulation over micro-batches, AdamW with clipping."""
+    a, o = ctx.cfg.algorithm, ctx.cfg.optim
+    loss_fn = POLICY_LOSSES[LOSS_OF[a.name]]
+    params = [p for p in ctx.policy.model.parameters() if p.requires_grad]
+    dev = ctx.policy.device
+    sums: dict[str, float] = defaultdict(float)
+    n_opt, n_micro = 0, 0
+    for _ in range(a.ppo_epochs):
+        perm = torch.randperm(batch.B, generator=ctx.generator)
+        for s in range(0, batch.B, a.minibatch_size):
+            mb = perm[s : s + a.minibatch_size]
+            mask_mb = batch.action_mask_B_T.index_select(0, mb)
+            ctx.optimizer.zero_grad(set_to_none=True)
+            for u in range(0, len(mb), a.microbatch_size):
+                rows = mb[u : u + a.microbatch_size]
+                sc = score_rows(
+                    ctx.policy,
+                    [batch.prefixes[i] for i in rows.tolist()],
+                    [batch.continuations[i] for i in rows.tolist()],
+                    batch.T,
+                    grad=True,
+                )
+                mask_b = batch.action_mask_B_T.index_select(0, rows).to(dev)
+                kwargs = {
+                    k: (v.to(dev) if torch.is_tensor(v) else v)
+                    for k, v in _loss_kwargs(ctx, rows, adv_B, teacher).items()
+                }
+                loss, m = loss_fn(
+                    sc.logprobs_B_T,
+                    old_B_T.index_select(0, rows).to(dev),
+                    ahat_B_T.index_select(0, rows).to(dev),
+                    mask_b,
+                    **kwargs,
+                )
+                if ref_B_T is not None:
+                    kl, km = kl_k3(sc.logprobs_B_T, ref_B_T.index_select(0, rows).to(dev), mask_b, a.loss_agg)
+                    loss = loss + a.kl_beta * kl
+                    m.update(km)
+                (loss * _share(mask_b.cpu(), mask_mb, a.loss_agg)).backward()
+                m["actor/total_loss"] = float(loss.detach())
+                for k, v in m.items():
+                    sums[k] += float(v)
+                n_micro += 1
+            clip = o.grad_clip if o.grad_clip > 0 else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            sums["actor/grad_norm"] += float(grad_norm)
+            ctx.optimizer.step()
+            n_opt += 1
+    out = {k: v / max(n_micro, 1) for k, v in sums.items() if k != "actor/grad_norm"}
+    out["actor/grad_norm"] = sums["actor/grad_norm"] / max(n_opt, 1)
+    out["actor/optimizer_steps"] = float(n_opt)
+    out = rename(out)
+    out["loss/total"] = out.pop("policy/total_loss", 0.0)
+    out.setdefault("loss/policy", out.get("loss/sd_div", 0.0))
+    return out
+
+
+def tool_metrics(groups: list[Any]) -> dict[str, float]:
+    """Tool-use health of every sampled episode (sgcd.eval.episode_health, under tools/)."""
+    from sgcd.eval import episode_health
+
+    episodes = [t.episode for g in groups for t in g.trajectories]
+    health = episode_health(episodes) if episodes else {}
+    return {
+        (k if k.startswith("tools/") else f"tools/{k}"): float(v)
+        for k, v in health.items()
+        if isinstance(v, (int, float))
+    }

@@ -1,0 +1,161 @@
+"""Building a run's parts from its config: models (with the cached SFT warm start), optimizer and schedule,
+summarizer (with a pre-flight check of an LLM endpoint), and held-out evaluation through `sgcd.eval`.
+
+Evaluation runs the policy on the clean prompt with a `PolicyRunner`, greedy by default; it saves and restores
+the policy's sampling generator so evaluating never changes the training rollouts (resume stays exact).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgcd.trainer.config import RunConfig
+
+
+class TrainError(RuntimeError):
+    """A run cannot start or continue; one line saying why (the command prints it without a traceback)."""
+
+
+def wants_sft(cfg: RunConfig) -> bool:
+    mode = cfg.model.sft_warmstart
+    return mode == "on" or (mode == "auto" and cfg.model.name == "smollm2-135m")
+
+
+def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
+    """(policy, frozen reference policy or None, the folder the policy was loaded from)."""
+    from sgcd.policy.models import load_policy, resolve_model
+
+    m = cfg.model
+    try:
+        if wants_sft(cfg):
+            from sgcd.policy.sft import ensure_sft_model
+
+            path = Path(ensure_sft_model(m.name, cfg.env.name, m.sft_budget))
+        else:
+            path = resolve_model(m.name)
+        policy = load_policy(str(path), device=m.device, dtype=m.dtype, seed=cfg.seed)
+        ref = None
+        if cfg.needs_reference_model:
+            ref = load_policy(str(path), device=m.device, dtype=m.dtype, seed=cfg.seed)
+            ref.model.requires_grad_(False)
+    except FileNotFoundError as exc:
+        raise TrainError(f"model.name={m.name!r}: {str(exc).splitlines()[0]}") from exc
+    except OSError as exc:
+        raise TrainError(f"model.name={m.name!r} cannot be loaded: {str(exc).splitlines()[0]}") from exc
+    return policy, ref, path
+
+
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module):
+    """AdamW and a LambdaLR schedule (linear warm-up, then constant / cosine / linear decay over cfg.steps)."""
+    o = cfg.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    total, warm = max(cfg.steps, 1), o.warmup_steps
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if o.schedule == "constant":
+            return 1.0
+        frac = min(max(step - warm, 0) / max(total - warm, 1), 1.0)
+        return 0.5 * (1 + math.cos(math.pi * frac)) if o.schedule == "cosine" else 1.0 - frac
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return optimizer, scheduler
+
+
+def check_summarizer_endpoint(cfg: RunConfig, timeout_s: float = 5.0) -> None:
+    """For summarizer.kind=llm: fail fast, before any run folder is written, if the endpoint does not answer."""
+    s = cfg.summarizer
+    if s.kind != "llm" or cfg.algorithm.name == "grpo" or cfg.credit.teacher == "none":
+        return
+    import urllib.error
+    import urllib.request
+
+    url = s.base_url.rstrip("/") + "/models"
+    try:
+        urllib.request.urlopen(url, timeout=timeout_s).close()  # noqa: S310 - user-given endpoint
+    except urllib.error.HTTPError:
+        return  # it answered (401/404 are the server's business, the summarizer handles them)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrainError(
+            f"summarizer.base_url={s.base_url!r} is unreachable ({reason}); start the server, fix the URL, or use "
+            f"summarizer.kind=offline"
+        ) from exc
+
+
+def make_summarizer_for(cfg: RunConfig, run_dir: Path) -> tuple[Any, str]:
+    """(summarizer or None when no teacher is used, its cache folder)."""
+    from sgcd.trainer.loop.teacher import needs_references
+
+    s = cfg.summarizer
+    cache = s.cache_dir or str(Path(run_dir) / "summarizer_cache")
+    if not needs_references(cfg):
+        return None, cache
+    from sgcd.credit_reference import make_summarizer
+
+    if s.kind == "offline":
+        return make_summarizer("offline"), cache
+    summarizer = make_summarizer(
+        f"openai:{s.model}",
+        base_url=s.base_url,
+        api_key_env=s.api_key_env,
+        timeout=s.timeout_s,
+        retries=s.max_retries,
+        max_requests=s.max_requests,
+        cache_dir=cache,
+        max_concurrency=s.max_concurrency,
+        seed=cfg.seed,
+    )
+    return summarizer, cache
+
+
+def evaluate_policy(policy: Any, domain: Any, cfg: RunConfig) -> dict[str, float]:
+    """Held-out success and tool-use health on cfg.env.eval_split through sgcd.eval.evaluate (clean prompt)."""
+    from sgcd.eval import evaluate
+    from sgcd.policy.base import SamplingParams
+    from sgcd.rollout import PolicyRunner, RolloutLimits
+
+    e, s = cfg.eval, cfg.sampling
+    runner = PolicyRunner(
+        policy=policy,
+        sampling=SamplingParams(temperature=e.temperature, top_p=1.0, max_new_tokens=s.max_new_tokens),
+        limits=RolloutLimits(max_turns=s.max_turns, max_tokens=s.max_tokens),
+    )
+    gen_state = policy.generator.get_state()
+    was_training = policy.model.training
+    policy.model.eval()
+    try:
+        with torch.no_grad():
+            report = evaluate(runner, domain, cfg.env.eval_split, trials=e.trials, limit=e.limit or None)
+    finally:
+        policy.generator.set_state(gen_state)
+        policy.model.train(was_training)
+    return eval_metrics(report)
+
+
+def eval_metrics(report: Any) -> dict[str, float]:
+    """Flatten whatever sgcd.eval.evaluate returns into {success, n, <health>...} floats."""
+    if hasattr(report, "metrics"):
+        raw = report.metrics() if callable(report.metrics) else report.metrics
+    elif hasattr(report, "summary"):
+        raw = report.summary() if callable(report.summary) else report.summary
+    else:
+        raw = report
+    out = {}
+    for key, value in dict(raw).items():
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, (int, float)):
+            out[key.split("/", 1)[1] if key.startswith("eval/") else key] = float(value)
+    if "success" not in out:
+        for alt in ("success_rate", "pass@1", "pass^1", "pass1"):
+            if alt in out:
+                out["success"] = out[alt]
+                break
+    return out

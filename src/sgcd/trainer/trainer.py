@@ -1,0 +1,296 @@
+"""The single-machine reference trainer: set up a run from a RunConfig, loop over steps, evaluate, checkpoint,
+resume, and save the final student as a plain Hugging Face model.
+
+`train(cfg, out)` starts a run; `resume(run_dir)` continues one from its last checkpoint. Both return the
+summary dict (also written to RUN_DIR/summary.json). Every step appends one line to RUN_DIR/metrics.jsonl.
+Evaluation goes through `sgcd.eval.evaluate` with a `PolicyRunner` on the clean prompt (the path users call),
+so it cannot reach the credit reference. The final evaluation loads the saved student from RUN_DIR/final.
+
+Errors a user can cause (missing model, unreachable summarizer endpoint, a full disk at checkpoint time) raise
+`TrainError` with one line; the run folder is left consistent: no half-written checkpoint, no summary claiming a
+finished run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sgcd.trainer import checkpoint as ckpt
+from sgcd.trainer.config import RunConfig, load_config, save_config, to_dict
+from sgcd.trainer.logging import JsonlLogger, Logger, MultiLogger, StdoutLogger, read_jsonl, truncate_jsonl
+from sgcd.trainer.loop.collect import TaskSampler
+from sgcd.trainer.loop.step import StepContext, StepOutput, run_step
+from sgcd.trainer.progress import Progress
+from sgcd.trainer.runs import prepare_run_dir, write_samples, write_summary
+from sgcd.trainer.samples import sample_rows
+from sgcd.trainer.setup import (
+    TrainError,
+    check_summarizer_endpoint,
+    evaluate_policy,
+    load_models,
+    make_optimizer,
+    make_summarizer_for,
+)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False) -> None:
+        self.cfg, self.run_dir, self.resuming, self.quiet = cfg, Path(run_dir), resume, quiet
+        self.logger: Logger | None = None
+        self.jsonl: JsonlLogger | None = None
+
+    # ---- set-up ----------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        from sgcd.envs import get_domain
+        from sgcd.policy.base import SamplingParams
+        from sgcd.rollout import RolloutLimits
+
+        self.policy, self.ref_policy, self.model_path = load_models(cfg)
+        self.domain = get_domain(cfg.env.name, seed=cfg.seed, **cfg.env.options)
+        train_tasks = self.domain.tasks(cfg.env.train_split)
+        self.sampler = TaskSampler(train_tasks, cfg.seed)
+        self.optimizer, self.scheduler = make_optimizer(cfg, self.policy.model)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.summarizer, self.summarizer_cache = make_summarizer_for(cfg, self.run_dir)
+        s = cfg.sampling
+        self.ctx = StepContext(
+            cfg=cfg,
+            policy=self.policy,
+            domain=self.domain,
+            sampler=self.sampler,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            sampling_params=SamplingParams(
+                temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens
+            ),
+            limits=RolloutLimits(max_turns=s.max_turns, max_tokens=s.max_tokens),
+            generator=self.generator,
+            summarizer=self.summarizer,
+            ref_policy=self.ref_policy,
+        )
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"policy": self.policy.generator, "trainer": self.generator}
+
+    def open_loggers(self) -> None:
+        self.jsonl = JsonlLogger(self.run_dir / "metrics.jsonl")
+        sinks: list[Logger] = [self.jsonl]
+        lg = self.cfg.logging
+        if lg.stdout:
+            sinks.append(StdoutLogger())
+        if lg.tensorboard:
+            from sgcd.trainer.logging import TensorBoardLogger
+
+            sinks.append(TensorBoardLogger(self.run_dir / "tb"))
+        if lg.wandb:
+            from sgcd.trainer.logging import WandbLogger
+
+            sinks.append(WandbLogger(lg.wandb_project, self.run_dir, to_dict(self.cfg)))
+        self.logger = MultiLogger(sinks)
+
+    # ---- the loop --------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg, t_start = self.cfg, time.perf_counter()
+        state = ckpt.TrainState(summarizer_cache=self.summarizer_cache)
+        if self.resuming:
+            state = self._restore()
+        self.open_loggers()
+        extra = state.extra
+        if not self.resuming and cfg.eval.before:
+            extra["eval_before"] = self._evaluate(0, "before")
+            self.logger.log({f"eval/{k}": v for k, v in extra["eval_before"].items()}, 0)
+        extra.setdefault("wall_s_before", 0.0)
+        last_out: StepOutput | None = None
+        progress = Progress(cfg.steps, start=state.step, enabled=cfg.logging.progress and not self.quiet)
+        eval_after: dict[str, float] | None = None
+        with progress:
+            for step in range(state.step + 1, cfg.steps + 1):
+                t0 = time.perf_counter()
+                out = run_step(self.ctx)
+                metrics = out.metrics
+                if not out.skipped:
+                    last_out = out
+                    extra["credit_last"] = {k: v for k, v in metrics.items() if k.startswith("credit/w")}
+                extra["skipped_steps"] = extra.get("skipped_steps", 0) + int(out.skipped)
+                is_last = step == cfg.steps
+                if cfg.eval.every and step % cfg.eval.every == 0 and not is_last:
+                    metrics.update({f"eval/{k}": v for k, v in self._evaluate(step, "during").items()})
+                    self._write_samples(step, last_out)
+                metrics["time/step_s"] = time.perf_counter() - t0
+                self.logger.log(metrics, step)
+                progress.update(step, metrics)
+                state.step, state.sampler = step, self.sampler.state_dict()
+                state.metrics_offset = self.jsonl.offset()
+                if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and not is_last:
+                    self._checkpoint(state, t_start)
+        self._write_samples(cfg.steps, last_out)
+        final_dir = self.save_final()
+        eval_after = self._evaluate_saved(final_dir)
+        self.logger.log({f"eval/{k}": v for k, v in eval_after.items()}, cfg.steps)
+        state.metrics_offset = self.jsonl.offset()
+        extra["wall_s"] = extra.get("wall_s_before", 0.0) + time.perf_counter() - t_start
+        self._checkpoint(state, t_start)
+        summary = self._summary(extra, eval_after, final_dir)
+        write_summary(self.run_dir, summary)
+        self.logger.close()
+        return summary
+
+    def _checkpoint(self, state: ckpt.TrainState, t_start: float) -> None:
+        state.extra["wall_s_before"] = state.extra.get("wall_s_before", 0.0)
+        saved = dict(state.extra)
+        saved["wall_s_before"] = state.extra["wall_s_before"] + time.perf_counter() - t_start
+        snapshot = replace(state, extra=saved)
+        try:
+            ckpt.save_checkpoint(
+                self.run_dir,
+                snapshot,
+                self.policy.model,
+                self.optimizer,
+                self.scheduler,
+                self.cfg.checkpoint.keep_last,
+                self.generators(),
+            )
+        except ckpt.CheckpointError as exc:
+            raise TrainError(str(exc)) from exc
+
+    def _restore(self) -> ckpt.TrainState:
+        path = ckpt.latest_checkpoint(self.run_dir)
+        if path is None:
+            raise TrainError(f"{self.run_dir} has no complete checkpoint to resume from")
+        try:
+            state = ckpt.load_checkpoint(
+                path, self.policy.model, self.optimizer, self.scheduler, self.generators()
+            )
+        except ckpt.CheckpointError as exc:
+            raise TrainError(str(exc)) from exc
+        self.sampler.load_state_dict(state.sampler)
+        truncate_jsonl(self.run_dir / "metrics.jsonl", state.metrics_offset)
+        (self.run_dir / "summary.json").unlink(missing_ok=True)  # the run is not finished any more
+        if not self.quiet:
+            print(
+                f"resuming {self.run_dir} from {path.name} (step {state.step} of {self.cfg.steps})",
+                flush=True,
+            )
+        return state
+
+    # ---- evaluation, samples, final model ---------------------------------------------------------------------
+    def _evaluate(self, step: int, when: str) -> dict[str, float]:
+        result = evaluate_policy(self.policy, self.domain, self.cfg)
+        if not self.quiet and when == "before":
+            print(
+                f"held-out success before training: {result['success']:.3f} ({int(result['n'])} episodes)",
+                flush=True,
+            )
+        return result
+
+    def _evaluate_saved(self, final_dir: Path) -> dict[str, float]:
+        from sgcd.policy.models import load_policy
+
+        student = load_policy(
+            str(final_dir), device=self.cfg.model.device, dtype=self.cfg.model.dtype, seed=self.cfg.seed
+        )
+        result = evaluate_policy(student, self.domain, self.cfg)
+        del student
+        return result
+
+    def _write_samples(self, step: int, out: StepOutput | None) -> None:
+        n = self.cfg.logging.sample_groups
+        if out is None or n == 0 or out.batch is None:
+            return
+        write_samples(
+            self.run_dir,
+            step,
+            sample_rows(out, step, self.policy.tokenizer, n),
+            self.cfg.logging.keep_samples,
+        )
+
+    def save_final(self) -> Path:
+        """RUN_DIR/final: model + tokenizer, written to a temp folder and renamed (from_pretrained-loadable)."""
+        final = self.run_dir / "final"
+        tmp = self.run_dir / f".final.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self.policy.model.save_pretrained(tmp)
+            self.policy.tokenizer.save_pretrained(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise TrainError(f"saving the final model to {final} failed: {exc}") from exc
+        return final
+
+    def _summary(self, extra: dict, eval_after: dict[str, float], final_dir: Path) -> dict[str, Any]:
+        before = extra.get("eval_before") or {}
+        rows = read_jsonl(self.run_dir / "metrics.jsonl")
+        return {
+            "run_dir": str(self.run_dir),
+            "algorithm": self.cfg.algorithm.name,
+            "model": self.cfg.model.name,
+            "model_path": str(self.model_path),
+            "env": self.cfg.env.name,
+            "seed": self.cfg.seed,
+            "steps": self.cfg.steps,
+            "skipped_steps": extra.get("skipped_steps", 0),
+            "wall_s": round(extra.get("wall_s", 0.0), 2),
+            "success_before": before.get("success"),
+            "success_after": eval_after.get("success"),
+            "eval_before": before,
+            "eval_after": eval_after,
+            "credit_last": extra.get("credit_last", {}),
+            "metric_rows": len(rows),
+            "final_model": str(final_dir),
+            "metrics": str(self.run_dir / "metrics.jsonl"),
+            "summarizer_cache": self.summarizer_cache,
+        }
+
+
+def train(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict[str, Any]:
+    """Start a new run in `out` (empty or absent). Fails before touching `out` on a bad model or endpoint."""
+    check_summarizer_endpoint(cfg)
+    trainer = Trainer(cfg, Path(out), quiet=quiet)
+    try:
+        trainer.setup()
+    except FileNotFoundError as exc:
+        raise TrainError(str(exc).splitlines()[0]) from exc
+    try:
+        prepare_run_dir(Path(out))
+    except FileExistsError as exc:
+        raise TrainError(str(exc)) from exc
+    save_config(cfg, Path(out) / "config.yaml")
+    return trainer.run()
+
+
+def resume(run_dir: Path, *, steps: int | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Continue the run in `run_dir` from its latest checkpoint, with its saved config (optionally more steps)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise TrainError(f"{run_dir} is not a run folder (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    if steps is not None and steps != cfg.steps:
+        cfg = replace(cfg, steps=steps)
+        save_config(cfg, run_dir / "config.yaml")
+    check_summarizer_endpoint(cfg)
+    trainer = Trainer(cfg, run_dir, resume=True, quiet=quiet)
+    try:
+        trainer.setup()
+    except FileNotFoundError as exc:
+        raise TrainError(str(exc).splitlines()[0]) from exc
+    return trainer.run()
