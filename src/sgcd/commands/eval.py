@@ -1,0 +1,107 @@
+"""`sgcd eval --env NAME --policy SPEC --split SPLIT [--trials K] [--limit N] [--json OUT]`: run a policy over
+a split with the domain's verifier, print a table (success, per-family success, mean turns, tool errors,
+pass^k, tool-use health) and optionally write it all as JSON.
+
+Policies: scripted:gold | scripted:noisy:P | scripted:read-only | replay:FILE | openai:MODEL | a model spec
+(smollm2-135m, tiny, hf:PATH, a local folder). Model flags (--base-url, --temperature, ...) pass through.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sgcd.cli import CliError
+from sgcd.commands.env import load_domain
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a policy on an environment split", description=__doc__)
+    p.add_argument("--env", required=True, help="environment name (see `sgcd env list`)")
+    p.add_argument(
+        "--policy", required=True, help="policy spec, e.g. scripted:gold, openai:MODEL, smollm2-135m"
+    )
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--trials", type=int, default=1, help="attempts per task; pass^k for k=1..trials")
+    p.add_argument("--limit", type=int, default=None, help="only the first N tasks")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the full result (with records) here")
+    p.add_argument("--seed", type=int, default=0, help="domain seed and scripted-noise seed (default 0)")
+    p.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="domain option, repeatable"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="envs handed to the runner at once")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("model policies")
+    g.add_argument("--base-url", default=None, help="OpenAI-compatible server URL (openai:MODEL)")
+    g.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
+    g.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling p")
+    g.add_argument("--max-new-tokens", type=int, default=None, help="tokens per assistant turn")
+    g.add_argument("--device", default=None, help="cpu | cuda (model specs)")
+    g.add_argument(
+        "--tool-mode", default=None, choices=["native", "text"], help="openai: native tools or text"
+    )
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from sgcd.eval import evaluate, make_runner
+
+    if args.trials < 1:
+        raise CliError(f"--trials must be >= 1, got {args.trials}")
+    domain = load_domain(args.env, args.seed, args.option)
+    opts = {
+        "seed": args.seed,
+        "base_url": args.base_url,
+        "api_key_env": args.api_key_env,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens,
+        "device": args.device,
+        "tool_mode": args.tool_mode,
+    }
+    if not args.policy.startswith(("scripted:", "replay:", "openai:")):
+        opts["batch_size"] = args.batch_size
+    try:
+        runner = make_runner(args.policy, domain, **opts)
+        result = evaluate(
+            runner, domain, args.split, trials=args.trials, limit=args.limit,
+            progress=not args.no_progress, batch_size=args.batch_size, policy=args.policy,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise CliError(str(exc)) from exc
+    print_result(result)
+    if args.json:
+        result.write_json(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def print_result(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    head = Table(
+        title=f"{result.policy} on {result.domain}/{result.split}: {result.n_tasks} tasks x {result.trials}"
+    )
+    for col in (
+        "success",
+        "mean turns",
+        "tool errors",
+        "format errors",
+        *(f"pass^{k}" for k in result.pass_k),
+    ):
+        head.add_column(col)
+    head.add_row(
+        f"{result.success_rate:.3f}", f"{result.mean_turns:.2f}", str(result.tool_errors),
+        str(result.format_errors), *(f"{v:.3f}" for v in result.pass_k.values()),
+    )  # fmt: skip
+    console.print(head)
+    fam = Table(title="per family")
+    for col in ("family", "attempts", "success", "mean turns"):
+        fam.add_column(col)
+    for name, row in result.per_family.items():
+        fam.add_row(name, str(int(row["n"])), f"{row['success']:.3f}", f"{row['mean_turns']:.2f}")
+    console.print(fam)
+    console.print("tool-use health: " + ", ".join(f"{k} {v:.3f}" for k, v in result.health.items()))
