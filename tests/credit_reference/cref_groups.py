@@ -40,7 +40,9 @@ def call(name: str, error: bool = False, write: bool = False, output: str = "{}"
     return CallRecord(name, args, output, error=error, is_write=write)
 
 
-def episode(label: str, success: bool, calls: list[CallRecord], answer: str, reward: float | None = None) -> Episode:
+def episode(
+    label: str, success: bool, calls: list[CallRecord], answer: str, reward: float | None = None
+) -> Episode:
     steps = [
         Step(turn=k, text=f"I will call {c.name}.", calls=(c,), observation=c.output, error=c.error)
         for k, c in enumerate(calls)
@@ -51,8 +53,12 @@ def episode(label: str, success: bool, calls: list[CallRecord], answer: str, rew
                    info={"label": label})  # fmt: skip
 
 
-GUD = call("get_user_details", user_id=USER_ID, output=f'{{"user_id": "{USER_ID}", "reservations": ["{RES_ID}"]}}')
-GRD = call("get_reservation_details", reservation_id=RES_ID, output=f'{{"flights": ["{FLIGHT}"], "total": 1234.5}}')
+GUD = call(
+    "get_user_details", user_id=USER_ID, output=f'{{"user_id": "{USER_ID}", "reservations": ["{RES_ID}"]}}'
+)
+GRD = call(
+    "get_reservation_details", reservation_id=RES_ID, output=f'{{"flights": ["{FLIGHT}"], "total": 1234.5}}'
+)
 CANCEL = call("cancel_reservation", write=True, reservation_id=RES_ID, reason="change_of_plan",
               output=f'{{"status": "cancelled", "refund": "{REFUND}"}}')  # fmt: skip
 UPDATE_ERR = call("update_reservation_flights", error=True, write=True, reservation_id=RES_ID,

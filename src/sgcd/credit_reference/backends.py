@@ -127,6 +127,9 @@ class OpenAIBackend:
                 )
             return self._client
 
+    def time_bound_s(self) -> float:
+        return self.cfg.time_bound_s()
+
     def _backoff(self, attempt: int) -> float:
         return min(self.cfg.backoff_max, self.cfg.backoff_base * 2**attempt) * (
             0.5 + 0.5 * self._rng.random()

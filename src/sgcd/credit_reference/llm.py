@@ -113,6 +113,11 @@ class LLMSummarizer:
     def metrics(self, reset: bool = False) -> dict[str, float]:
         return self.stats.snapshot(reset)
 
+    def time_bound_s(self) -> float | None:
+        """Longest one summarize() can take (the question and its repair), when the backend knows; else None."""
+        bound = getattr(self.backend, "time_bound_s", None)
+        return 2 * bound() if bound is not None else None
+
     def summarize(self, group: GroupLike) -> CreditReference:
         ev = as_evidence(group)
         if not ev.is_mixed:
