@@ -1,0 +1,68 @@
+"""`sgcd report DIR`: a static, self-contained HTML page that explains a run (or a `sgcd compare` folder).
+
+A run folder gets learning curves, credit-weight histograms and token heatmaps of sampled mixed groups; a folder
+holding compare.json gets one page comparing the algorithms. Figures are also written as PNG files beside the page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="a self-contained HTML report of a run folder (or a compare folder)",
+        description=__doc__,
+    )
+    parser.add_argument("dir", type=Path, help="RUN_DIR from `sgcd train`, or a folder with compare.json")
+    parser.add_argument("--out", type=Path, default=None, help="output HTML file (default: DIR/report.html)")
+    parser.add_argument(
+        "--max-groups",
+        type=int,
+        default=8,
+        help="sampled groups drawn as heatmaps, spread over the run (default 8)",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=2048,
+        help="tokens drawn per trajectory; the rest is cut (default 2048)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from sgcd.cli import CliError
+    from sgcd.report import RunDirError, build_compare_report, build_report, is_compare_dir
+
+    if args.max_groups < 0:
+        raise CliError(f"--max-groups must be >= 0, got {args.max_groups}")
+    if args.max_tokens < 1:
+        raise CliError(f"--max-tokens must be >= 1, got {args.max_tokens}")
+    if not args.dir.is_dir():
+        raise CliError(f"{args.dir}: no such folder")
+    if args.out is not None and args.out.suffix.lower() not in (".html", ".htm"):
+        raise CliError(f"--out must name an .html file, got {args.out}")
+    try:
+        if is_compare_dir(args.dir):
+            result = build_compare_report(args.dir, args.out, progress=not args.quiet)
+        else:
+            result = build_report(
+                args.dir,
+                args.out,
+                max_groups=args.max_groups,
+                max_tokens=args.max_tokens,
+                progress=not args.quiet,
+            )
+    except RunDirError as exc:
+        raise CliError(str(exc)) from None
+    figs = f"{len(result.png_paths)} PNGs in {result.png_paths[0].parent}" if result.png_paths else "no PNGs"
+    print(
+        f"wrote {result.html_path} ({result.html_bytes / 1e6:.2f} MB; {result.n_groups} groups, "
+        f"{result.n_tokens} token spans; {figs})"
+    )
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0

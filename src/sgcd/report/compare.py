@@ -1,0 +1,183 @@
+"""The compare page: one self-contained HTML file for a `sgcd compare` folder (DIR/compare.json).
+
+compare.json is read leniently, because it is a report input and not a training contract: the table comes from
+"rows" (list of dicts, or lists with "columns"), else table.md is shown verbatim; runs come from "runs" as a list
+of {"algorithm", "seed", "run_dir" | "path"} or as {algorithm: [paths] | {seed: path}}. Curves per algorithm
+are drawn from each run's metrics.jsonl: the mean over seeds at the steps all seeds logged, with a min-max band.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from sgcd.report import figures as F  # noqa: E402
+from sgcd.report.render import _ENV, ReportResult, data_uri, render_page, save_figures  # noqa: E402
+from sgcd.report.rundir import RunDirError, read_metrics  # noqa: E402
+from sgcd.report.template import COMPARE_BODY  # noqa: E402
+
+# Curves drawn per algorithm when any run logged them: (title, candidate keys; the first present is used).
+COMPARE_CURVES = [
+    ("held-out success", ["eval/success", "eval/pass@1", "eval/pass1"]),
+    ("train reward", ["reward/mean"]),
+    ("train success rate", ["reward/success_rate"]),
+    ("state-changing tool-call share", ["tools/state_changing_share"]),
+    ("answer-only episodes", ["tools/answer_only_share"]),
+    ("credit weight std", ["credit/w_std"]),
+    ("policy entropy", ["policy/entropy"]),
+]
+
+
+@dataclass
+class RunRef:
+    algorithm: str
+    seed: str
+    path: Path
+
+
+def is_compare_dir(path: Path) -> bool:
+    return (Path(path) / "compare.json").is_file()
+
+
+def _resolve(base: Path, p: Any) -> Path:
+    path = Path(str(p)).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def parse_runs(spec: Any, base: Path) -> list[RunRef]:
+    """The runs listed in compare.json["runs"], in any of the accepted shapes."""
+    out: list[RunRef] = []
+    if isinstance(spec, list):
+        for i, item in enumerate(spec):
+            if not isinstance(item, dict):
+                raise RunDirError(f"compare.json: runs[{i}] must be an object with algorithm, seed, run_dir")
+            path = item.get("run_dir") or item.get("path") or item.get("dir")
+            if path is None:
+                raise RunDirError(f"compare.json: runs[{i}] has no 'run_dir' (or 'path')")
+            out.append(
+                RunRef(str(item.get("algorithm", "?")), str(item.get("seed", "?")), _resolve(base, path))
+            )
+    elif isinstance(spec, dict):
+        for algo, paths in spec.items():
+            items = (
+                paths.items()
+                if isinstance(paths, dict)
+                else enumerate(paths if isinstance(paths, list) else [paths])
+            )
+            for seed, path in items:
+                out.append(RunRef(str(algo), str(seed), _resolve(base, path)))
+    elif spec is not None:
+        raise RunDirError("compare.json: 'runs' must be a list or a mapping")
+    return out
+
+
+def table_rows(doc: dict) -> tuple[list[str], list[dict]]:
+    """(columns, rows as dicts of printable values) from compare.json's "rows" (or "table")."""
+    rows = doc.get("rows", doc.get("table"))
+    if not isinstance(rows, list) or not rows:
+        return [], []
+    if all(isinstance(r, dict) for r in rows):
+        columns: list[str] = []
+        for r in rows:
+            columns += [c for c in r if c not in columns]
+        dict_rows = rows
+    else:
+        columns = [str(c) for c in doc.get("columns") or doc.get("header") or []]
+        dict_rows = [dict(zip(columns, r)) for r in rows if isinstance(r, list)]
+    printable = [{c: _cell(v) for c, v in r.items()} for r in dict_rows]
+    return columns, printable
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+
+
+def _mean_band(
+    curves: list[tuple[list[int], list[float]]],
+) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Mean, min and max over seeds at the steps every seed logged."""
+    common = sorted(set.intersection(*(set(s) for s, _ in curves)))
+    maps = [dict(zip(s, v)) for s, v in curves]
+    cols = [[m[x] for m in maps] for x in common]
+    return common, [sum(c) / len(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols]
+
+
+def compare_figures(series_by_run: list[tuple[RunRef, F.Series]]) -> list[F.Figure]:
+    """One figure per COMPARE_CURVES entry that any run logged: a line per algorithm (mean over seeds)."""
+    out = []
+    for title, keys in COMPARE_CURVES:
+        per_algo: dict[str, list[tuple[list[int], list[float]]]] = {}
+        for ref, series in series_by_run:
+            key = next((k for k in keys if k in series), None)
+            if key is not None:
+                per_algo.setdefault(ref.algorithm, []).append(series[key])
+        if not per_algo:
+            continue
+        fig, ax = plt.subplots(figsize=(6.0, 3.4))
+        for algo, curves in sorted(per_algo.items()):
+            steps, mean, lo, hi = _mean_band(curves)
+            if not steps:
+                continue
+            line = ax.plot(steps, mean, marker="o" if len(steps) <= 30 else None, markersize=3,
+                           label=f"{algo} ({len(curves)} seed{'s' * (len(curves) > 1)})")[0]  # fmt: skip
+            if len(curves) > 1:
+                ax.fill_between(steps, lo, hi, alpha=0.15, color=line.get_color())
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        out.append(F.Figure("compare_" + title.replace(" ", "_").replace("-", "_"), title, F._png(fig)))
+    return out
+
+
+def build_compare_report(
+    compare_dir: Path | str, out: Path | str | None = None, progress: bool = False
+) -> ReportResult:
+    """Write the compare page to `out` (default DIR/report.html) and its PNGs to `<out stem>_figures/`."""
+    del progress  # a compare page reads a few metrics files: no progress display needed
+    base = Path(compare_dir)
+    try:
+        doc = json.loads((base / "compare.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{base / 'compare.json'}: cannot read ({exc})") from None
+    if not isinstance(doc, dict):
+        raise RunDirError(f"{base / 'compare.json'}: expected a JSON object")
+    out_path = Path(out) if out is not None else base / "report.html"
+    runs = parse_runs(doc.get("runs"), base)
+    notes, series_by_run = [], []
+    for ref in runs:
+        metrics = ref.path / "metrics.jsonl"
+        if metrics.is_file():
+            series_by_run.append((ref, F.metric_series(read_metrics(metrics))))
+        else:
+            notes.append(f"{ref.algorithm} seed {ref.seed}: no metrics.jsonl at {ref.path}")
+    figs = save_figures(compare_figures(series_by_run), out_path.parent / f"{out_path.stem}_figures")
+    if (base / "curves.png").is_file():
+        figs.insert(0, {"title": "curves from sgcd compare", "src": data_uri((base / "curves.png").read_bytes()),
+                        "file": "curves.png", "path": None})  # fmt: skip
+    columns, rows = table_rows(doc)
+    table_md = (base / "table.md").read_text(encoding="utf-8") if (base / "table.md").is_file() else ""
+    run_rows = [{"algorithm": r.algorithm, "seed": r.seed, "path": str(r.path),
+                 "report": str(r.path / "report.html") if (r.path / "report.html").is_file() else ""}
+                for r in runs]  # fmt: skip
+    body = _ENV.from_string(COMPARE_BODY).render(
+        columns=columns, rows=rows, table_md=table_md, figures=figs, runs=run_rows
+    )
+    algos = doc.get("algorithms") or sorted({r.algorithm for r in runs})
+    subtitle = f"algorithms: {', '.join(map(str, algos))} · {len(runs)} runs"
+    nav = [("table", "Results"), ("curves", "Curves"), ("runs", "Runs")]
+    html = render_page(f"sgcd compare: {base.resolve().name}", subtitle, nav, notes, body)
+    out_path.write_text(html, encoding="utf-8")
+    pngs = [f["path"] for f in figs if f["path"] is not None]
+    return ReportResult(out_path, len(html.encode("utf-8")), pngs, 0, 0, notes)
