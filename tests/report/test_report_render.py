@@ -162,27 +162,38 @@ def test_cli_report_and_one_line_errors(tmp_path, capsys):
 
 
 def _compare_dir(tmp_path: Path) -> Path:
+    """A compare folder shaped like `sgcd compare` writes it: runs with absolute run_dir and figures,
+    per-algorithm aggregates, compare.md and curves.png (named by "table" and "plot")."""
     root = tmp_path / "cmp"
     runs = []
     for algo, seeds in (("grpo", (0, 1)), ("sgcd", (0, 1))):
         for seed in seeds:
-            run = make_run_dir(root / f"{algo}_{seed}", seed=seed + 10 * (algo == "sgcd"))
-            runs.append({"algorithm": algo, "seed": seed, "run_dir": str(run.relative_to(root))})
-    runs.append({"algorithm": "sgcd", "seed": 2, "run_dir": "gone"})
-    rows = [{"algorithm": "grpo", "success_after": 0.25}, {"algorithm": "<i>sgcd</i>", "success_after": 0.5}]
-    doc = {"algorithms": ["grpo", "sgcd"], "seeds": [0, 1], "runs": runs, "rows": rows}
+            run = make_run_dir(root / f"{algo}-s{seed}", seed=seed + 10 * (algo == "sgcd"))
+            runs.append({"algorithm": algo, "seed": seed, "run_dir": str(run), "metrics": str(run / "metrics.jsonl"),
+                         "success_after": 0.25 + 0.25 * (algo == "sgcd"), "wall_s": 12.0})  # fmt: skip
+    runs.append({"algorithm": "<i>sgcd</i>", "seed": 2, "run_dir": str(root / "gone")})
+    stats = {"mean": 0.5, "std": 0.1, "min": 0.4, "max": 0.6, "n": 2}
+    agg = {"grpo": {"success_after": {**stats, "mean": 0.25}}, "sgcd": {"success_after": stats}}
+    doc = {"algorithms": ["grpo", "sgcd"], "seeds": [0, 1], "runs": runs, "aggregate": agg,
+           "table": str(root / "compare.md"), "plot": str(root / "curves.png")}  # fmt: skip
     (root / "compare.json").write_text(json.dumps(doc))
-    (root / "table.md").write_text("| algorithm | success |\n")
+    (root / "compare.md").write_text("| algorithm | success |\n| grpo | 0.25 |\n")
     return root
 
 
 def test_compare_page(tmp_path):
     root = _compare_dir(tmp_path)
+    build_report(root / "sgcd-s0" / "run")  # one run already has its page: the compare page links to it
     result = build_compare_report(root)
     html = result.html_path.read_text()
     assert RESOURCE_RE.search(html) is None and result.html_bytes < MAX_BYTES
-    assert "&lt;i&gt;sgcd&lt;/i&gt;" in html and "0.25" in html  # the table, escaped
-    assert "sgcd seed 2: no metrics.jsonl" in html  # a missing run is named, not fatal
+    # aggregate row: mean 0.5, std 0.1, min 0.4, max 0.6 over n = 2 seeds
+    assert "0.500 ± 0.100 [0.400, 0.600] (n=2)" in html and "0.250 ± 0.100" in html
+    assert "| grpo | 0.25 |" in html  # compare.md shown too
+    assert (
+        "&lt;i&gt;sgcd&lt;/i&gt; seed 2: no metrics.jsonl" in html
+    )  # a missing run is named, escaped, not fatal
+    assert 'href="sgcd-s0/run/report.html"' in html
     names = {p.name for p in result.png_paths}
     assert {
         "compare_held_out_success.png",
@@ -190,6 +201,18 @@ def test_compare_page(tmp_path):
         "compare_credit_weight_std.png",
     } <= names
     assert cli_main(["report", str(root), "--quiet"]) == 0  # compare.json is detected
+
+
+def test_compare_rows_override_aggregate():
+    from sgcd.report.compare import table_rows
+
+    cols, rows = table_rows(
+        {"rows": [{"algorithm": "grpo", "x": 0.123456}, {"algorithm": "sgcd", "y": None}]}
+    )
+    assert cols == ["algorithm", "x", "y"] and rows == [
+        {"algorithm": "grpo", "x": "0.1235"},
+        {"algorithm": "sgcd", "y": ""},
+    ]
 
 
 def test_compare_runs_as_mapping(tmp_path):

@@ -9,7 +9,8 @@ are drawn from each run's metrics.jsonl: the mean over seeds at the steps all se
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,12 @@ class RunRef:
     algorithm: str
     seed: str
     path: Path
+    figures: dict[str, Any] = field(
+        default_factory=dict
+    )  # the run record's scalar fields (success_after, ...)
+
+
+_NOT_FIGURES = {"algorithm", "seed", "run_dir", "path", "dir"}
 
 
 def is_compare_dir(path: Path) -> bool:
@@ -79,20 +86,43 @@ def parse_runs(spec: Any, base: Path) -> list[RunRef]:
 
 
 def table_rows(doc: dict) -> tuple[list[str], list[dict]]:
-    """(columns, rows as dicts of printable values) from compare.json's "rows" (or "table")."""
-    rows = doc.get("rows", doc.get("table"))
-    if not isinstance(rows, list) or not rows:
+    """(columns, rows of printable values): compare.json's "rows" when given, else one row per algorithm from
+    "aggregate" ({algorithm: {column: {mean, std, min, max, n}}}), as `sgcd compare` writes it."""
+    rows = doc.get("rows")
+    if isinstance(rows, list) and rows:
+        if all(isinstance(r, dict) for r in rows):
+            columns: list[str] = []
+            for r in rows:
+                columns += [c for c in r if c not in columns]
+            dict_rows = rows
+        else:
+            columns = [str(c) for c in doc.get("columns") or doc.get("header") or []]
+            dict_rows = [dict(zip(columns, r)) for r in rows if isinstance(r, list)]
+        return columns, [{c: _cell(v) for c, v in r.items()} for r in dict_rows]
+    agg = doc.get("aggregate")
+    if not isinstance(agg, dict) or not agg:
         return [], []
-    if all(isinstance(r, dict) for r in rows):
-        columns: list[str] = []
-        for r in rows:
-            columns += [c for c in r if c not in columns]
-        dict_rows = rows
-    else:
-        columns = [str(c) for c in doc.get("columns") or doc.get("header") or []]
-        dict_rows = [dict(zip(columns, r)) for r in rows if isinstance(r, list)]
-    printable = [{c: _cell(v) for c, v in r.items()} for r in dict_rows]
-    return columns, printable
+    columns = ["algorithm"]
+    out = []
+    for algo, cols in agg.items():
+        row = {"algorithm": str(algo)}
+        for col, stats in (cols or {}).items():
+            columns += [col] if col not in columns else []
+            row[col] = _stats_cell(stats)
+        out.append(row)
+    return columns, out
+
+
+def _stats_cell(stats: Any) -> str:
+    """{mean, std, min, max, n} -> "0.412 ± 0.030 [0.380, 0.440] (n=3)"; anything else printed as is."""
+    if not isinstance(stats, dict):
+        return _cell(stats)
+    if stats.get("mean") is None:
+        return "n/a"
+    text = f"{stats['mean']:.3f}"
+    if stats.get("n", 1) and stats.get("n", 1) > 1 and stats.get("std") is not None:
+        text += f" ± {stats['std']:.3f} [{stats['min']:.3f}, {stats['max']:.3f}]"
+    return text + (f" (n={stats['n']})" if "n" in stats else "")
 
 
 def _cell(v: Any) -> str:
@@ -141,6 +171,19 @@ def compare_figures(series_by_run: list[tuple[RunRef, F.Series]]) -> list[F.Figu
     return out
 
 
+def _relpath(target: Path, start: Path) -> str:
+    """A link from the page to `target` when it exists ("" otherwise), relative so the folder can move."""
+    return os.path.relpath(target.resolve(), start.resolve()) if target.is_file() else ""
+
+
+def _first_file(base: Path, named: Any, *defaults: str) -> Path | None:
+    """The file compare.json names (a path string), else the first default that exists in the folder."""
+    candidates = ([_resolve(base, named)] if isinstance(named, str) and named else []) + [
+        base / d for d in defaults
+    ]
+    return next((p for p in candidates if p.is_file()), None)
+
+
 def build_compare_report(
     compare_dir: Path | str, out: Path | str | None = None, progress: bool = False
 ) -> ReportResult:
@@ -163,16 +206,21 @@ def build_compare_report(
         else:
             notes.append(f"{ref.algorithm} seed {ref.seed}: no metrics.jsonl at {ref.path}")
     figs = save_figures(compare_figures(series_by_run), out_path.parent / f"{out_path.stem}_figures")
-    if (base / "curves.png").is_file():
-        figs.insert(0, {"title": "curves from sgcd compare", "src": data_uri((base / "curves.png").read_bytes()),
-                        "file": "curves.png", "path": None})  # fmt: skip
+    curves_png = _first_file(base, doc.get("plot"), "curves.png")
+    if curves_png is not None:
+        figs.insert(0, {"title": "curves from sgcd compare", "src": data_uri(curves_png.read_bytes()),
+                        "file": curves_png.name, "path": None})  # fmt: skip
     columns, rows = table_rows(doc)
-    table_md = (base / "table.md").read_text(encoding="utf-8") if (base / "table.md").is_file() else ""
+    md = _first_file(base, doc.get("table"), "compare.md", "table.md")
+    table_md = md.read_text(encoding="utf-8") if md is not None else ""
+    run_cols = [c for r in runs for c in r.figures]
+    run_cols = list(dict.fromkeys(run_cols))
     run_rows = [{"algorithm": r.algorithm, "seed": r.seed, "path": str(r.path),
-                 "report": str(r.path / "report.html") if (r.path / "report.html").is_file() else ""}
+                 "cells": [_cell(r.figures.get(c)) for c in run_cols],
+                 "report": _relpath(r.path / "report.html", out_path.parent)}
                 for r in runs]  # fmt: skip
     body = _ENV.from_string(COMPARE_BODY).render(
-        columns=columns, rows=rows, table_md=table_md, figures=figs, runs=run_rows
+        columns=columns, rows=rows, table_md=table_md, figures=figs, runs=run_rows, run_cols=run_cols
     )
     algos = doc.get("algorithms") or sorted({r.algorithm for r in runs})
     subtitle = f"algorithms: {', '.join(map(str, algos))} · {len(runs)} runs"

@@ -189,12 +189,14 @@ COMPARE_BODY = """
 <section id="table" class="other"><h2>Results</h2>
 {% if rows %}<table class="cmp"><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for r in rows %}<tr>{% for c in columns %}<td class="num">{{ r.get(c, "") }}</td>{% endfor %}</tr>{% endfor %}</table>
-{% elif table_md %}<pre>{{ table_md }}</pre>{% else %}<p>No table rows in compare.json.</p>{% endif %}</section>
+{% endif %}{% if table_md %}<details{% if not rows %} open{% endif %}><summary>as Markdown</summary><pre>{{ table_md }}</pre></details>
+{% endif %}{% if not rows and not table_md %}<p>No table in compare.json.</p>{% endif %}</section>
 <section id="curves" class="other"><h2>Curves per algorithm</h2><div class="figs">
 {% for f in figures %}<figure><img alt="{{ f.title }}" src="{{ f.src }}"><figcaption>{{ f.title }}{% if f.file %} ({{ f.file }}){% endif %}</figcaption></figure>
 {% endfor %}</div>{% if not figures %}<p>No curves.</p>{% endif %}</section>
-<section id="runs" class="other"><h2>Runs</h2><table class="cmp"><tr><th>algorithm</th><th>seed</th><th>run folder</th><th>report</th></tr>
-{% for r in runs %}<tr><td>{{ r.algorithm }}</td><td>{{ r.seed }}</td><td>{{ r.path }}</td>
-<td>{% if r.report %}<a href="{{ r.report }}">report.html</a>{% else %}(sgcd report {{ r.path }}){% endif %}</td></tr>{% endfor %}
+<section id="runs" class="other"><h2>Runs</h2><table class="cmp"><tr><th>algorithm</th><th>seed</th>
+{% for c in run_cols %}<th>{{ c }}</th>{% endfor %}<th>run folder</th><th>report</th></tr>
+{% for r in runs %}<tr><td>{{ r.algorithm }}</td><td>{{ r.seed }}</td>{% for v in r.cells %}<td class="num">{{ v }}</td>{% endfor %}
+<td>{{ r.path }}</td><td>{% if r.report %}<a href="{{ r.report }}">report.html</a>{% else %}(sgcd report {{ r.path }}){% endif %}</td></tr>{% endfor %}
 </table></section>
 """
