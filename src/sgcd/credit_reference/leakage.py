@@ -7,7 +7,7 @@ description, failure modes, end-state requirements) is scrubbed:
 
 1. Literals taken from the group's evidence (all siblings, not only the shown ones) are replaced by an abstract
    pattern: string and number values of tool-call arguments -> `<arg name>` (e.g. `<reservation_id>`); the
-   final answers, whole (3-200 chars) -> `<final answer>`; amounts, emails, dates, numbers of 3+ digits and
+   final answers, whole (3-200 chars) -> `<final answer>`; amounts, emails, dates, numbers of 3+ digits, decimals and
    id-like tokens found in answers, arguments, observations and the instruction -> `<amount>`, `<email>`,
    `<date>`, `<number>`, `<id>`.
 2. Then pattern regexes run over the result anyway (an LLM may invent an id that is in no evidence):
@@ -34,7 +34,7 @@ ID_RE = re.compile(r"(?<![\w<])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]{3,
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 AMOUNT_RE = re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d+)?|(?<![\w.])\d[\d,]*\.\d{2}(?![\w.])")
 DATE_RE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?(?!\d)")
-NUMBER_RE = re.compile(r"(?<![\w.])\d{3,}(?![\w.])")
+NUMBER_RE = re.compile(r"(?<![\w.])(?:\d{3,}(?:\.\d+)?|\d+\.\d+)(?![\w.])")  # 3+ digits, or a decimal
 _PATTERNS = (("email", EMAIL_RE), ("date", DATE_RE), ("amount", AMOUNT_RE), ("id", ID_RE))
 
 
