@@ -158,3 +158,47 @@ def test_bad_inputs_are_clear(tiny_policy):
         tiny_policy.score([[1]], [[2], [3]])
     with pytest.raises(ValueError, match="at least one token"):
         tiny_policy.generate([[]], SamplingParams())
+
+
+def _shared_system_prompts(policy):
+    system = Message("system", "You are an airline agent. Follow the rules R1 to R7 and use the tools.")
+    users = ["Cancel R1.", "What is my baggage allowance for reservation R22?", "hi"]
+    return [policy.encode_prompt([system, Message("user", u)], TOOLS) for u in users]
+
+
+def test_shared_prefix_cache_is_exact(tiny_policy):
+    """Prompts sharing a system prompt reuse one prefix KV cache; results equal the unshared path and score()."""
+    prompts = _shared_system_prompts(tiny_policy)
+    assert tiny_policy._shared_prefix_len(prompts) > 100
+    diff, _ = _max_diff(tiny_policy, prompts, SamplingParams(1.0, 1.0, 12))
+    assert diff < 1e-4
+    greedy = SamplingParams(0.0, 1.0, 12)
+    shared = tiny_policy.generate(prompts, greedy)
+    plain = HFPolicy(tiny_policy.model, tiny_policy.tokenizer)
+    plain.min_shared_prefix = 10**9  # never share
+    assert [c.token_ids for c in plain.generate(prompts, greedy)] == [c.token_ids for c in shared]
+    for c, d in zip(plain.generate(prompts, greedy), shared):
+        assert max(abs(x - y) for x, y in zip(c.logprobs, d.logprobs)) < 1e-4
+
+
+def test_prefix_cache_invalidated_by_a_weight_update(tiny_policy):
+    """An in-place parameter update (what optimizer.step does) must not reuse the old prefix keys/values."""
+    model = tiny_policy.model
+    prompts = _shared_system_prompts(tiny_policy)[:2]
+    greedy = SamplingParams(0.0, 1.0, 6)
+    tiny_policy.generate(prompts, greedy)
+    key_before = tiny_policy._memo[0]
+    w = model.model.layers[0].self_attn.k_proj.weight
+    saved = w.detach().clone()
+    try:
+        with torch.no_grad():
+            w.mul_(3.0)
+        after = tiny_policy.generate(prompts, greedy)
+        assert tiny_policy._memo[0] != key_before
+        fresh = HFPolicy(model, tiny_policy.tokenizer)
+        fresh.min_shared_prefix = 10**9
+        expect = [lp for c in fresh.generate(prompts, greedy) for lp in c.logprobs]
+        assert expect == pytest.approx([lp for c in after for lp in c.logprobs], abs=1e-4)
+    finally:
+        with torch.no_grad():
+            w.copy_(saved)

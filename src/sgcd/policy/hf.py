@@ -16,6 +16,8 @@ Supported: models whose logits are `lm_head(last_hidden_state)` (optionally soft
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,12 @@ class HFPolicy:
         self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eot_id
         self.stop_ids: frozenset[int] = frozenset({self.eot_id})
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.min_shared_prefix = 16  # shorter common prefixes are not worth a separate cache
+        # transformers >= 5.2x names the KV-cache argument `cache`; older releases `past_key_values`.
+        self._cache_kw = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
+        self._memo: tuple[tuple, Any] | None = None  # (key, KV cache of one shared prefix)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: str = "float32", seed: int = 0):
@@ -84,20 +92,26 @@ class HFPolicy:
         if any(len(p) == 0 for p in prompts):
             raise ValueError("generate: every prompt needs at least one token")
         dev, B = self.device, len(prompts)
-        L = max(len(p) for p in prompts)
-        ids_B_L = torch.full((B, L), self.pad_id, dtype=torch.long)
-        attn_B_L = torch.zeros((B, L), dtype=torch.long)
-        for b, p in enumerate(prompts):  # left padding: every row's next token is at column L
-            ids_B_L[b, L - len(p) :] = torch.tensor(p)
-            attn_B_L[b, L - len(p) :] = 1
-        ids_B_L, attn_B_L = ids_B_L.to(dev), attn_B_L.to(dev)
-        pos_B_L = (attn_B_L.cumsum(-1) - 1).clamp(min=0)
+        P = self._shared_prefix_len(prompts)
+        cache = self._prefix_cache(prompts[0][:P], B) if P else None
+        S = max(len(p) - P for p in prompts)
+        ids_B_S = torch.full((B, S), self.pad_id, dtype=torch.long)
+        attn_B_S = torch.zeros((B, S), dtype=torch.long)
+        for b, p in enumerate(prompts):  # left padding after the shared prefix: the next token is at column S
+            ids_B_S[b, S - (len(p) - P) :] = torch.tensor(p[P:])
+            attn_B_S[b, S - (len(p) - P) :] = 1
+        ids_B_S, attn_B_S = ids_B_S.to(dev), attn_B_S.to(dev)
+        pos_B_S = (P + attn_B_S.cumsum(-1) - 1).clamp(min=0)
+        attn_B_L = torch.cat([attn_B_S.new_ones((B, P)), attn_B_S], dim=1)
         out = self.model(
-            input_ids=ids_B_L, attention_mask=attn_B_L, position_ids=pos_B_L, use_cache=True, logits_to_keep=1
+            input_ids=ids_B_S,
+            attention_mask=attn_B_L,
+            position_ids=pos_B_S,
+            use_cache=True,
+            logits_to_keep=1,
+            **({self._cache_kw: cache} if cache is not None else {}),
         )
-        # transformers >= 5.2x names the KV cache `cache`; older releases `past_key_values`.
-        cache_kw = "cache" if "cache" in out else "past_key_values"
-        cache, pos_B = out[cache_kw], pos_B_L[:, -1]
+        cache, pos_B = out[self._cache_kw], pos_B_S[:, -1]
         alive = list(range(B))  # original row of each cache row
         toks: list[list[int]] = [[] for _ in range(B)]
         lps: list[list[float]] = [[] for _ in range(B)]
@@ -125,9 +139,32 @@ class HFPolicy:
                 attention_mask=attn_B_L,
                 position_ids=pos_B[:, None],
                 use_cache=True,
-                **{cache_kw: cache},
+                **{self._cache_kw: cache},
             )
         return [self._completion(t, lp) for t, lp in zip(toks, lps)]
+
+    def _shared_prefix_len(self, prompts: list[list[int]]) -> int:
+        """Length of the prefix all prompts share (each keeps >= 1 own token); 0 when too short to matter."""
+        first, n = prompts[0], min(len(p) for p in prompts) - 1
+        for p in prompts[1:]:
+            n = next((i for i in range(n) if p[i] != first[i]), n)
+        return n if n >= self.min_shared_prefix else 0
+
+    def _prefix_cache(self, prefix: list[int], batch: int) -> Any:
+        """A fresh KV cache of `prefix` repeated `batch` times; computed once per prefix and weights version.
+
+        The key holds every parameter's in-place version counter, so an optimizer step (or load_state_dict)
+        invalidates it: a stale prefix is never reused after the weights change.
+        """
+        key = (tuple(prefix), tuple(p._version for p in self.model.parameters()), str(self.device))
+        if self._memo is None or self._memo[0] != key:
+            ids = torch.tensor([prefix], device=self.device)
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            self._memo = (key, out[self._cache_kw])
+        cache = copy.deepcopy(self._memo[1])
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        return cache
 
     def _completion(self, toks: list[int], lps: list[float]) -> Completion:
         finished = bool(toks) and toks[-1] in self.stop_ids
