@@ -32,8 +32,11 @@ def check_same_shape(ref_B_T: torch.Tensor, **tensors: torch.Tensor | None) -> N
 def check_finite_on_mask(x_B_T: torch.Tensor, mask_B_T: torch.Tensor, name: str) -> None:
     """Raise ValueError naming the first trajectory with a NaN/inf value on an action token.
 
-    Values at masked positions are ignored. The check reads one bool back from the device.
+    Values at masked positions are ignored. Fast path: one masked sum (NaN/inf propagate into it); only when
+    that sum is not finite (a bad value, or an overflow of huge finite values) is the exact check run.
     """
+    if x_B_T.numel() == 0 or bool(torch.isfinite(masked_fill_zero(x_B_T, mask_B_T).sum())):
+        return
     bad_B = (~torch.isfinite(x_B_T) & mask_B_T).any(dim=-1)
     if bool(bad_B.any()):
         rows = bad_B.nonzero().flatten().tolist()
@@ -66,16 +69,28 @@ def masked_row_mean(x_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> torch.Tensor
 
 
 def masked_values(x_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> torch.Tensor:
-    """(N,) the values at action tokens, as float64 on CPU-friendly dtype for statistics."""
-    return x_B_T[mask_B_T].detach().double()
+    """(N,) the values at action tokens (detached copy), for percentiles."""
+    return x_B_T.detach()[mask_B_T]
 
 
 def mean_std(values_N: torch.Tensor) -> tuple[float, float]:
-    """Mean and population std of a 1-D tensor; (0, 0) when empty."""
+    """Mean and population std of a 1-D tensor (accumulated in float64); (0, 0) when empty."""
     if values_N.numel() == 0:
         return 0.0, 0.0
-    mean = values_N.mean()
-    return float(mean), float(((values_N - mean) ** 2).mean().sqrt())
+    x = values_N.double()
+    mean = x.mean()
+    return float(mean), float(((x - mean) ** 2).mean().sqrt())
+
+
+def masked_mean_std(x_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> tuple[float, float, int]:
+    """Mean, population std and count of x over the selected tokens, without gathering them; zeros if none."""
+    n = int(mask_B_T.sum())
+    if n == 0:
+        return 0.0, 0.0, 0
+    x_B_T = masked_fill_zero(x_B_T.detach(), mask_B_T).double()
+    mean = x_B_T.sum() / n
+    var = masked_fill_zero(x_B_T - mean, mask_B_T).pow(2).sum() / n
+    return float(mean), float(var.sqrt()), n
 
 
 def percentiles(values_N: torch.Tensor, qs: tuple[float, ...]) -> dict[float, float]:

@@ -35,9 +35,8 @@ from sgcd.core._masked import (
     check_finite_rows,
     check_same_shape,
     masked_fill_zero,
+    masked_mean_std,
     masked_row_mean,
-    masked_values,
-    mean_std,
 )
 from sgcd.core.credit_stats import weight_metrics
 
@@ -209,8 +208,8 @@ def credit_weights(
         w_B_T = shuffle_within_rows(w_B_T, keep_B_T, generator)
 
     metrics = weight_metrics(w_B_T, adv_B, keep_B_T, eps)
-    d_mean, d_std = mean_std(masked_values(delta_B_T, keep_B_T))
-    c_mean, c_std = mean_std(masked_values(centred_B_T, keep_B_T))
+    d_mean, d_std = masked_mean_std(delta_B_T, keep_B_T)[:2]
+    c_mean, c_std = masked_mean_std(centred_B_T, keep_B_T)[:2]
     metrics.update(
         {
             "credit/delta_mean": d_mean,
@@ -245,7 +244,7 @@ def reshape_advantages(
     check_finite_rows(advantages.detach(), "advantages")
     check_finite_on_mask(weights.detach(), mask_B_T, "weights")
     a_B_T = masked_fill_zero(advantages.detach().unsqueeze(-1) * weights.detach(), mask_B_T)
-    mean, std = mean_std(masked_values(a_B_T, mask_B_T))
+    mean, std = masked_mean_std(a_B_T, mask_B_T)[:2]
     return a_B_T, {"credit/token_adv_mean": mean, "credit/token_adv_std": std}
 
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import torch
 
-from sgcd.core._masked import as_bool_mask, masked_values, mean_std, percentiles
+from sgcd.core._masked import as_bool_mask, masked_mean_std, masked_values, mean_std, percentiles
 
 PERCENTILES = (1.0, 5.0, 50.0, 95.0, 99.0)
 TOKEN_TYPE_NAMES = {0: "observation", 1: "reasoning", 2: "tool_call", 3: "answer"}  # = sgcd.types.TOKEN_TYPES
 
 
-def _summary(values_N: torch.Tensor, prefix: str) -> dict[str, float]:
-    mean, std = mean_std(values_N)
-    return {f"{prefix}_mean": mean, f"{prefix}_std": std, f"{prefix}_n": float(values_N.numel())}
+def _summary(x_B_T: torch.Tensor, select_B_T: torch.Tensor, prefix: str) -> dict[str, float]:
+    mean, std, n = masked_mean_std(x_B_T, select_B_T)
+    return {f"{prefix}_mean": mean, f"{prefix}_std": std, f"{prefix}_n": float(n)}
 
 
 def weight_metrics(
@@ -26,18 +26,20 @@ def weight_metrics(
     select_B_T: bool, the tokens to describe (the action tokens of reweighted trajectories).
     """
     w_N = masked_values(weights_B_T, select_B_T)
-    out = _summary(w_N, "credit/w")
-    for q, v in percentiles(w_N, PERCENTILES).items():
-        out[f"credit/w_p{int(q)}"] = v
+    mean, std = mean_std(w_N)
+    out = {"credit/w_mean": mean, "credit/w_std": std, "credit/w_n": float(w_N.numel())}
+    pct = percentiles(w_N, (0.0, *PERCENTILES, 100.0))  # one sort; p0 / p100 are the min / max
+    for q in PERCENTILES:
+        out[f"credit/w_p{int(q)}"] = pct[q]
     n = max(w_N.numel(), 1)
     out["credit/w_frac_at_low"] = float((w_N <= 1.0 - 2.0 * eps + 1e-6).sum()) / n
     out["credit/w_frac_at_high"] = float((w_N >= 1.0 + 2.0 * eps - 1e-6).sum()) / n
-    out["credit/w_min"] = float(w_N.min()) if w_N.numel() else 0.0
-    out["credit/w_max"] = float(w_N.max()) if w_N.numel() else 0.0
+    out["credit/w_min"] = pct[0.0]
+    out["credit/w_max"] = pct[100.0]
     pos_B_T = select_B_T & (advantages_B > 0).unsqueeze(-1)
     neg_B_T = select_B_T & (advantages_B < 0).unsqueeze(-1)
-    out.update(_summary(masked_values(weights_B_T, pos_B_T), "credit/w_pos"))
-    out.update(_summary(masked_values(weights_B_T, neg_B_T), "credit/w_neg"))
+    out.update(_summary(weights_B_T, pos_B_T, "credit/w_pos"))
+    out.update(_summary(weights_B_T, neg_B_T, "credit/w_neg"))
     return out
 
 
@@ -55,9 +57,9 @@ def weight_stats_by_token_type(
     selected: dict[str, torch.Tensor] = {}
     metrics: dict[str, float] = {}
     for code, name in TOKEN_TYPE_NAMES.items():
-        values_N = masked_values(weights, mask_B_T & (token_types == code))
-        selected[name] = values_N
-        metrics.update(_summary(values_N, f"credit/w_{name}"))
+        select_B_T = mask_B_T & (token_types == code)
+        selected[name] = masked_values(weights, select_B_T)
+        metrics.update(_summary(weights, select_B_T, f"credit/w_{name}"))
     return selected, metrics
 
 

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from sgcd.core._masked import as_bool_mask, check_finite_on_mask, masked_fill_zero, masked_values, mean_std
+from sgcd.core._masked import as_bool_mask, check_finite_on_mask, masked_fill_zero, masked_mean_std
 
 
 def logratio(
@@ -36,7 +36,7 @@ def logratio(
     check_finite_on_mask(teacher_logprobs, mask_B_T, "teacher_logprobs")
     check_finite_on_mask(student_logprobs, mask_B_T, "student_logprobs")
     delta_B_T = masked_fill_zero(teacher_logprobs, mask_B_T) - masked_fill_zero(student_logprobs, mask_B_T)
-    mean, std = mean_std(masked_values(delta_B_T, mask_B_T))
+    mean, std = masked_mean_std(delta_B_T, mask_B_T)[:2]
     return delta_B_T, {"div/logratio_mean": mean, "div/logratio_std": std}
 
 
@@ -100,7 +100,7 @@ def topk_reverse_kl(
     )
     kl_B_T = (s_B_T_K.exp() * (s_B_T_K - t_B_T_K)).sum(dim=-1)
     kl_B_T = masked_fill_zero(kl_B_T, mask_B_T)
-    mean, std = mean_std(masked_values(kl_B_T, mask_B_T))
+    mean, std = masked_mean_std(kl_B_T, mask_B_T)[:2]
     return kl_B_T, {"div/topk_rkl_mean": mean, "div/topk_rkl_std": std}
 
 
@@ -126,7 +126,7 @@ def topk_jsd(
     kl_s = (s_B_T_K.exp() * (s_B_T_K - m_B_T_K)).sum(dim=-1)
     kl_t = (t_B_T_K.exp() * (t_B_T_K - m_B_T_K)).sum(dim=-1)
     jsd_B_T = masked_fill_zero(beta * kl_s + (1.0 - beta) * kl_t, mask_B_T)
-    mean, std = mean_std(masked_values(jsd_B_T, mask_B_T))
+    mean, std = masked_mean_std(jsd_B_T, mask_B_T)[:2]
     return jsd_B_T, {"div/topk_jsd_mean": mean, "div/topk_jsd_std": std}
 
 
@@ -166,5 +166,5 @@ def token_entropy(
     if action_mask is not None:
         mask_B_T = as_bool_mask(action_mask, out_B_T)
         out_B_T = masked_fill_zero(out_B_T, mask_B_T)
-    mean, std = mean_std(masked_values(out_B_T, mask_B_T))
+    mean, std = masked_mean_std(out_B_T, mask_B_T)[:2]
     return out_B_T, {"div/entropy_mean": mean, "div/entropy_std": std}
