@@ -114,7 +114,7 @@ SCRIPT = r"""
       }
     }
   }
-  document.body.dataset.rendered = String(document.querySelectorAll(".tk").length);
+  document.body.dataset.rendered = String(document.querySelectorAll(".traj .tk").length);
 })();
 """
 

@@ -1,0 +1,94 @@
+"""The report in a real browser (headless Chromium, offline): it renders every token span, logs nothing to the
+console, fetches nothing, and hostile token text stays text. Screenshots are kept under artifacts/report/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from report_browser import keep_artifact, open_page, requires_chromium
+from report_synthetic import make_run_dir
+
+from sgcd.report import build_report
+
+pytestmark = [pytest.mark.browser, requires_chromium]
+
+TOKEN_SPAN_RE = re.compile(r'<span class="tk( mk)?"')
+
+
+def _check_rendered(dom: str, n_tokens: int) -> None:
+    """The script drew one span per token in the blob, and no token text became markup."""
+    assert len(TOKEN_SPAN_RE.findall(dom)) == n_tokens
+    assert f'data-rendered="{n_tokens}"' in dom
+    assert re.search(r'<img[^>]*src="x"', dom) is None and "<script>alert" not in dom
+
+
+def test_the_checks_can_fail(tmp_path):
+    # A page that logs an error, throws, and fetches an image: all three must be seen.
+    page = tmp_path / "bad.html"
+    page.write_text('<html><body><img src="https://example.invalid/x.png">'
+                    '<script>console.error("boom"); undefinedThing();</script></body></html>')  # fmt: skip
+    run = open_page(page.as_uri(), tmp_path)
+    assert any("boom" in line for line in run.console) and any("Uncaught" in line for line in run.console)
+    assert run.requests == ["https://example.invalid/x.png"]
+
+
+def test_synthetic_report_renders_offline_without_console_errors(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    result = build_report(run_dir)
+    shot = tmp_path / "report.png"
+    page = open_page(result.html_path.as_uri(), tmp_path, screenshot=shot)
+    assert page.console == [] and page.requests == []
+    _check_rendered(page.dom, result.n_tokens)
+    assert page.dom.count('class="sib ok"') + page.dom.count('class="sib bad"') == 24  # 6 groups x 4 siblings
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000  # a page, not a blank
+    keep_artifact(shot, "synthetic_report.png")
+
+
+def test_fragment_shows_one_group_and_chosen_siblings(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    result = build_report(run_dir)
+    page = open_page(result.html_path.as_uri() + "#g=1&s=0,3", tmp_path)
+    assert page.console == []
+    assert re.search(r'<body class="focus"', page.dom)
+    # 6 groups: all but group 1 hidden; in group 1 the siblings 1 and 2 are hidden, 0 and 3 shown
+    assert len(re.findall(r'class="group hide"', page.dom)) == 5
+    group1 = page.dom[page.dom.index('id="g1"') : page.dom.index('id="g2"')]
+    assert re.findall(r'class="sib (?:ok|bad)( hide)?" data-s="(\d)"', group1) == [
+        ("", "0"),
+        (" hide", "1"),
+        (" hide", "2"),
+        ("", "3"),
+    ]
+
+
+def test_smoke_run_report_in_chromium(tmp_path):
+    """Issue 8, Must show 1 and 2: the trainer's smoke preset, then `sgcd report`, then Chromium."""
+    run_dir = tmp_path / "smoke"
+    train = subprocess.run(
+        [sys.executable, "-m", "sgcd.cli", "train", "--preset", "smoke", "--out", str(run_dir), "--quiet"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert train.returncode == 0, f"sgcd train --preset smoke failed:\n{train.stderr[-3000:]}"
+    report = subprocess.run(
+        [sys.executable, "-m", "sgcd.cli", "report", str(run_dir), "--quiet"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    html_path = run_dir / "report.html"
+    assert html_path.stat().st_size < 10_000_000
+    assert (run_dir / "report_figures" / "reward.png").is_file()
+    html = html_path.read_text()
+    n_tokens = int(re.search(r"(\d+) token spans", report.stdout).group(1))
+    assert n_tokens > 0, f"the smoke run sampled no groups for heatmaps:\n{report.stdout}"
+    shot = tmp_path / "smoke_report.png"
+    page = open_page(html_path.as_uri(), tmp_path, screenshot=shot)
+    assert page.console == [] and page.requests == []
+    _check_rendered(page.dom, n_tokens)
+    assert 'class="traj"' in html
+    keep_artifact(shot, "smoke_report.png")
+    print(
+        f"smoke report: {html_path.stat().st_size / 1e6:.3f} MB, {n_tokens} token spans; {report.stdout.strip()}"
+    )
