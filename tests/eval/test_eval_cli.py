@@ -1,0 +1,55 @@
+"""`sgcd env list | show | stats` and `sgcd eval` end to end on airline-lite with scripted policies."""
+
+from __future__ import annotations
+
+import json
+
+from sgcd.cli import main
+
+
+def test_env_list_and_show(capsys):
+    assert main(["env", "list"]) == 0
+    assert "airline-lite" in capsys.readouterr().out.split()
+    assert (
+        main(["env", "show", "airline-lite", "--split", "test", "--index", "3", "--option", "test_size=5"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        "airline-lite/test/00003" in out and "R1" in out and "get_reservation" in out and "reward 1.0" in out
+    )
+
+
+def test_env_show_errors_are_one_line(capsys):
+    assert main(["env", "show", "airline-lite", "--index", "9", "--option", "test_size=5"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["env", "show", "nowhere"]) == 2
+    assert "unknown environment 'nowhere'" in capsys.readouterr().err
+    assert main(["env", "show", "airline-lite", "--option", "colour=red"]) == 2
+    assert "unknown option 'colour'" in capsys.readouterr().err
+
+
+def test_env_stats_markdown(capsys):
+    args = ["env", "stats", "airline-lite", "--markdown", "--option", "test_size=30", "--noise", "0.5"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| family | tasks | horizon (min-max, mean) | gold | read-only | noisy:0.5 |" in out
+    all_row = next(line for line in out.splitlines() if line.startswith("| all |"))
+    assert all_row.split(" | ")[1] == "30" and all_row.split(" | ")[3] == "1.00"  # gold succeeds everywhere
+
+
+def test_eval_writes_json(tmp_path, capsys):
+    out = tmp_path / "gold.json"
+    args = ["eval", "--env", "airline-lite", "--policy", "scripted:gold", "--split", "test", "--limit", "20"]
+    assert main(args + ["--json", str(out), "--trials", "2", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "1.000" in printed and "per family" in printed
+    data = json.loads(out.read_text())
+    assert data["success_rate"] == 1.0 and data["n_tasks"] == 20 and data["trials"] == 2
+    assert len(data["records"]) == 40 and data["pass_k"] == {"1": 1.0, "2": 1.0}
+    assert set(data["health"]) >= {"write_share", "answer_only_share", "tool_error_rate"}
+
+
+def test_eval_bad_policy_is_a_one_line_error(capsys):
+    assert main(["eval", "--env", "airline-lite", "--policy", "scripted:noisy:x", "--limit", "1"]) == 2
+    assert "noisy needs a probability" in capsys.readouterr().err
