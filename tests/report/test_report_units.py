@@ -1,4 +1,4 @@
-"""The compact per-token blob: exact encoding, group selection, byte budget, escaping for <script>."""
+"""Units of the report: the compact per-token blob, group selection, byte budget, escaping, figure helpers."""
 
 from __future__ import annotations
 
@@ -100,3 +100,11 @@ def test_sparkline_points_by_hand():
     (line,) = sparklines({"reward/mean": ([0, 1, 2], [0.0, 1.0, 0.5])})
     assert line.points == "0.0,26.0 80.0,2.0 160.0,14.0"
     assert (line.namespace, line.last, line.lo, line.hi, line.n) == ("reward", 0.5, 0.0, 1.0, 3)
+
+
+def test_headline_picks_success_keys_not_counts():
+    from sgcd.report.figures import HEADLINES, _match
+
+    series = {k: ([0], [0.0]) for k in ("eval/success", "eval/n_tasks", "eval/pass^2", "eval/write_share")}
+    # "eval/success" first (exact), then "*success*" adds nothing new, then "pass*" adds eval/pass^2
+    assert _match(series, HEADLINES["held-out success"]) == ["eval/success", "eval/pass^2"]

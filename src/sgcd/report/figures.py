@@ -9,6 +9,7 @@ Histograms read the per-token weights of the sampled groups (action tokens only)
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import math
 from collections.abc import Iterable
@@ -24,10 +25,10 @@ from sgcd.report.rundir import Group  # noqa: E402
 TOKEN_TYPE_NAMES = {0: "observation", 1: "reasoning", 2: "tool_call", 3: "answer"}  # = sgcd.types.TOKEN_TYPES
 DPI = 80
 
-# Headline figures: title -> candidate keys (each drawn when present). A key ending in '*' is a prefix.
+# Headline figures: title -> candidate keys (each drawn when present; shell-style wildcards allowed).
 HEADLINES: dict[str, list[str]] = {
-    "held-out success": ["eval/*"],
-    "reward": ["reward/mean", "reward/success_rate", "reward/*"],
+    "held-out success": ["eval/success", "eval/*success*", "eval/pass*"],
+    "reward": ["reward/mean", "reward/success_rate"],
     "tool-use health": [
         "tools/state_changing_share",
         "tools/tool_error_rate",
@@ -71,9 +72,7 @@ def metric_series(rows: list[dict]) -> Series:
 def _match(series: Series, patterns: Iterable[str]) -> list[str]:
     keys: list[str] = []
     for pat in patterns:
-        found = (
-            [k for k in series if k.startswith(pat[:-1])] if pat.endswith("*") else [pat] * (pat in series)
-        )
+        found = sorted(fnmatch.filter(series, pat))
         keys += [k for k in found if k not in keys]
     return keys
 
