@@ -29,6 +29,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="domain option, repeatable"
     )
+    p.add_argument(
+        "--user",
+        default=None,
+        help="simulated user (tau3-airline): scripted | openai:MODEL (= --option user=...)",
+    )
+    p.add_argument("--user-base-url", default=None, help="the LLM user's OpenAI-compatible endpoint")
     p.add_argument("--batch-size", type=int, default=32, help="envs handed to the runner at once")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("model policies")
@@ -49,7 +55,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.trials < 1:
         raise CliError(f"--trials must be >= 1, got {args.trials}")
-    domain = load_domain(args.env, args.seed, args.option)
+    options = list(args.option)
+    options += [f"user={args.user}"] if args.user else []
+    options += [f"user_base_url={args.user_base_url}"] if args.user_base_url else []
+    domain = load_domain(args.env, args.seed, options)
     opts = {
         "seed": args.seed,
         "base_url": args.base_url,

@@ -35,6 +35,8 @@ class EvalRecord:
     writes: int  # successful state-changing calls
     reason: str  # why the episode ended (final_answer, a limit, an agent error)
     gold_has_write: bool | None = None  # from the domain's hooks when it has them
+    # the verifier's reward factors when the env reports them (tau3-airline: {"db": .., "communicate": ..})
+    breakdown: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +96,7 @@ def record_of(task: Any, trial: int, ep: Episode, gold_has_write: bool | None = 
         writes=c["writes"],
         reason=reason,
         gold_has_write=gold_has_write,
+        breakdown=dict(ep.info.get("reward_breakdown") or {}) if isinstance(ep.info, dict) else {},
     )
 
 

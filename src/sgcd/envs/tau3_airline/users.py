@@ -1,7 +1,7 @@
 """Simulated users of tau^3-airline: a deterministic scripted user and an LLM user over the OpenAI protocol.
 
-Both speak tau2's protocol: the user receives the agent's messages to the user (never tool traffic) and ends the
-conversation with `###STOP###` (task done), `###TRANSFER###` (handed to a human) or `###OUT-OF-SCOPE###`
+Both speak tau2's protocol: the user receives the agent's messages to the user (never tool traffic) and ends
+the conversation with `###STOP###` (task done), `###TRANSFER###` (handed to a human) or `###OUT-OF-SCOPE###`
 (scenario exhausted); any of the three ends the episode as a user stop, which the evaluator scores.
 
 - `ScriptedUser` (`--user scripted`): opens with the scenario's reason for calling and known information,
@@ -151,7 +151,7 @@ def make_user_factory(
     timeout: float = 120.0,
     max_retries: int = 3,
 ) -> UserFactory:
-    """A function task -> fresh user simulator, from a `--user` spec (checked here, before any episode runs)."""
+    """A function task -> fresh user simulator, from a `--user` spec (checked before any episode runs)."""
     from sgcd.envs.tau3_airline.prompts import user_system_prompt
 
     kind, model = parse_user_spec(spec)
