@@ -44,6 +44,7 @@ def test_at_most_two_successes_and_three_failures_ties_by_reward():
 
 
 def test_step_line_format_limits_and_error_flag():
+    assert render_step(0, Step(turn=0, text="", calls=(call("f"),))) == "[0] - | call: f() | obs: "
     long_thought = "think " * 100  # 600 chars
     step = Step(
         turn=0,

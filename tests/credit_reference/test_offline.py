@@ -144,3 +144,29 @@ def test_labels_follow_the_rule_and_ignore_sibling_order(specs, rnd: random.Rand
     rnd.shuffle(shuffled)
     ev2 = select_evidence(shuffled)
     assert {s.signature: label(s, ns, nf) for s in signature_stats(ev2)} == labels
+
+
+def test_a_success_s_failed_call_is_never_helpful_and_is_left_out_of_the_alignment():
+    # s1: fetch(k)!error then act(k); s2: act(k); f1: act(k) with another answer; f2: nothing.
+    # fetch!error: p_s = 1/2, p_f = 0/2 -> 1/2 would be "helpful", but a failed call earns no credit: neutral.
+    # Alignment drops s1's failed call, so f1 = [act] equals s1 = [act]: no call divergence for f1
+    # (it differs only in values/answer); f2 = [] departs at action 1 (act) -> first divergence is act.
+    eps = [
+        episode("s1", True, [call("fetch", error=True, k="x"), call("act", write=True, k="x")], "ok 123"),
+        episode("s2", True, [call("act", write=True, k="x")], "ok 123"),
+        episode("f1", False, [call("act", write=True, k="x")], "ok"),
+        episode("f2", False, [], "cannot"),
+    ]
+    ref = offline_reference(select_evidence(eps))
+    got = {(s.tool, s.arg_pattern): (s.polarity, s.confidence) for s in ref.steps}
+    assert got == {
+        ("act", "k"): ("helpful", 0.5),  # 2/2 - 1/2
+        ("fetch", "k; the call returned an error"): ("neutral", 0.5),
+    }
+    assert (
+        ref.steps[ref.steps.index(next(s for s in ref.steps if s.tool == "act"))].step_id
+        == ref.first_divergence.step_id
+    )
+    assert "at action 1" in ref.first_divergence.description
+    # both successes answer "ok 123"; f1 and f2 leave out the number
+    assert "2/2 failures' final answers leave out details every success states" in ref.failure_modes

@@ -10,7 +10,7 @@ then the final answer and the reward. A step with no call (a reply to the user o
 `[k] reply: text (<=300) | obs: ...`. The tool-call markup is cut from the thought, since the call line shows it.
 
 Signatures: an action is canonicalized as `tool(sorted arg keys)`; the offline summarizer and the failure
-ordering compare signature sequences with difflib. [ours] A call that returned an error gets its own signature,
+ordering compare signature sequences with difflib (a success's own failed calls left out of the alignment). [ours] A call that returned an error gets its own signature,
 `tool(keys)!error`: a failed call is not the action the successes took (see offline.py). The evidence works on a `TrajectoryGroup` or on plain
 `Episode`s, so it needs no model.
 """
@@ -53,6 +53,11 @@ def episode_signatures(episode: Episode) -> list[str]:
 
 def episode_calls(episode: Episode) -> list[CallRecord]:
     return [c for step in episode.steps for c in step.calls]
+
+
+def success_calls(episode: Episode) -> list[CallRecord]:
+    """A success's calls for alignment: its failed calls dropped (an error is a no-op the others need not copy)."""
+    return [c for c in episode_calls(episode) if not c.error]
 
 
 def first_mismatch(fail_sigs: Sequence[str], succ_sigs: Sequence[str]) -> tuple[int, int] | None:
@@ -107,7 +112,8 @@ def render_step(k: int, step: Step) -> str:
     if not step.calls:
         return f"[{k}] reply: {truncate(step.text, ANSWER_CHARS)} | {obs_part}"
     calls = truncate("; ".join(render_call(c) for c in step.calls), CALL_CHARS)
-    return f"[{k}] {truncate(thought_of(step), THOUGHT_CHARS)} | call: {calls} | {obs_part}"
+    thought = truncate(thought_of(step), THOUGHT_CHARS) or "-"
+    return f"[{k}] {thought} | call: {calls} | {obs_part}"
 
 
 def render_episode(title: str, episode: Episode) -> str:
@@ -193,7 +199,7 @@ def select_evidence(
     fail = [(i, e) for i, e in enumerate(episodes) if not e.success]
     by_length = sorted(succ, key=lambda ie: (len(ie[1].steps), len(episode_calls(ie[1])), ie[0]))
     shown_succ = [e for _, e in by_length[:max_successes]]
-    succ_sigs = [episode_signatures(e) for _, e in by_length]
+    succ_sigs = [[signature(c) for c in success_calls(e)] for _, e in by_length]
     by_divergence = sorted(fail, key=lambda ie: _failure_order_key(ie[0], ie[1], succ_sigs))
     return GroupEvidence(
         task_id=task_id,

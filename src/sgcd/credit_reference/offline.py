@@ -9,6 +9,9 @@ the final state-changing call the successes share are flagged.
 Choices the paper leaves open [ours]:
 - shares are counted over *all* siblings of the group (the LLM reads only the selected ones), in exact
   fractions, so 2/3 - 1/6 is exactly 0.5;
+- the alignment leaves out a success's own failed calls (an error changes nothing the failures must copy),
+  so "action k" counts the nearest success's calls that worked; an error signature is never "helpful" (a
+  failed call that happens to sit in a success is at best neutral);
 - a call that returned an error has its own signature, `tool(keys)!error` (evidence.signature). Without the
   split, one failure that calls `get_reservation_details` with a wrong id would make a call every success
   relies on "harmful" by the errors-only-in-failures clause; with it, the good call stays helpful and the
@@ -18,7 +21,9 @@ Choices the paper leaves open [ours]:
 - the group's first divergence is the earliest point (in the nearest success's actions) over all failures; a
   failure whose signature sequence equals its success's is compared on argument values; if those match too,
   it differs only in its answer, which failure_modes says, and contributes no divergence;
-- a group with no success or no failure has no contrast: every step is neutral with confidence 0.
+- a group with no success or no failure has no contrast: every step is neutral with confidence 0;
+- beyond §3, two answer-level lines: when every success's final answer states the same ids/numbers and a
+  failure's leaves one out, failure_modes and end_state_requirements say so (counts only, never the values).
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from sgcd.credit_reference.evidence import (
     episode_signatures,
     first_mismatch,
     nearest_success,
+    success_calls,
     truncate,
 )
 from sgcd.credit_reference.evidence import signature as _sig
+from sgcd.credit_reference.leakage import ID_RE, NUMBER_RE
 from sgcd.credit_reference.schema import CreditReference, FirstDivergence, StepCredit, StepEvidence
 from sgcd.types import Episode
 
@@ -90,7 +97,7 @@ def label(st: SignatureStats, n_succ: int, n_fail: int) -> tuple[str, Fraction]:
         return "neutral", Fraction(0)
     diff = Fraction(st.n_succ, n_succ) - Fraction(st.n_fail, n_fail)
     if diff >= HELPFUL_MARGIN:
-        return "helpful", diff
+        return ("neutral" if st.signature.endswith(ERROR_MARK) else "helpful"), diff
     if -diff >= HELPFUL_MARGIN or (st.err_fail > 0 and st.err_succ == 0):
         return "harmful", diff
     return "neutral", diff
@@ -103,7 +110,9 @@ def _why(st: SignatureStats, polarity: str, ns: int, nf: int) -> str:
     if polarity == "helpful":
         return f"{base}; successes rely on it"
     if polarity == "harmful":
-        return f"{base}; only failures make it"
+        return f"{base}; failures make it more often"
+    if st.signature.endswith(ERROR_MARK):
+        return f"{base}; a failed call changes nothing, so it earns no credit"
     return f"{base}; it does not separate successes from failures"
 
 
@@ -122,7 +131,7 @@ class Divergence:
 
 def _divergence(k: int, fail: Episode, succs: list[Episode]) -> Divergence | None:
     f_sigs = episode_signatures(fail)
-    s_sig_lists = [episode_signatures(s) for s in succs]
+    s_sig_lists = [[_sig(c) for c in success_calls(s)] for s in succs]
     j = nearest_success(f_sigs, s_sig_lists)
     s_sigs = s_sig_lists[j]
     mm = first_mismatch(f_sigs, s_sigs)
@@ -134,7 +143,7 @@ def _divergence(k: int, fail: Episode, succs: list[Episode]) -> Divergence | Non
             return Divergence(k, j, i, jj, "calls", s_sigs[jj], desc)
         desc = f"after the successes' last action, a failure goes on to call {f_sigs[i]}"
         return Divergence(k, j, i, jj, "calls", f_sigs[i], desc)
-    f_calls, s_calls = episode_calls(fail), episode_calls(succs[j])
+    f_calls, s_calls = episode_calls(fail), success_calls(succs[j])
     for pos, (fc, sc) in enumerate(zip(f_calls, s_calls)):
         if fc.arguments != sc.arguments or fc.error != sc.error:
             desc = f"a failure makes the same calls, but action {pos + 1} ({f_sigs[pos]}) gets other values"
@@ -175,6 +184,29 @@ def _end_state(ev: GroupEvidence) -> tuple[list[str], list[str]]:
     return reqs, modes
 
 
+def _answer_facts(answer: str) -> set[str]:
+    """Id-like tokens and numbers a final answer states (compared, never written into the reference)."""
+    return {m.group(0).lower() for rx in (ID_RE, NUMBER_RE) for m in rx.finditer(answer)}
+
+
+def _answer_gap(ev: GroupEvidence) -> tuple[list[str], list[str]]:
+    """(requirements, failure modes) about details every success's final answer states and failures leave out."""
+    if not ev.successes or not ev.failures:
+        return [], []
+    common = set.intersection(*(_answer_facts(e.final_answer) for e in ev.successes))
+    if not common:
+        return [], []
+    lacking = sum(1 for f in ev.failures if not common <= _answer_facts(f.final_answer))
+    req = [
+        f"the final answer states the {len(common)} detail(s) (ids, numbers) every success's answer states"
+    ]
+    if not lacking:
+        return req, []
+    return req, [
+        f"{lacking}/{len(ev.failures)} failures' final answers leave out details every success states"
+    ]
+
+
 def offline_reference(ev: GroupEvidence, max_steps: int = 16) -> CreditReference:
     """The §3 offline reference of one group (deterministic; never raises on a well-formed group)."""
     ns, nf = len(ev.successes), len(ev.failures)
@@ -205,6 +237,8 @@ def offline_reference(ev: GroupEvidence, max_steps: int = 16) -> CreditReference
             )
         )  # fmt: skip
     reqs, modes = _end_state(ev)
+    answer_reqs, answer_modes = _answer_gap(ev)
+    reqs, modes = reqs + answer_reqs, modes + answer_modes
     for st, polarity, _ in rows:
         if polarity == "harmful":
             modes.append(f"{st.signature}: made by {st.n_fail}/{nf} failures and {st.n_succ}/{ns} successes")
