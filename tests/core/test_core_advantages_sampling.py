@@ -129,3 +129,13 @@ def test_refill_plan():
     assert (d.n_more, d.stop) == (4, False)
     with pytest.raises(ValueError, match="max_rounds"):
         refill_plan(target_groups=4, found_groups=0, rounds_used=0, max_rounds=0)
+
+
+def test_registry_lookup_names_choices():
+    assert get("advantage", "grpo") is grpo_advantages
+    with pytest.raises(ValueError, match="choose one of .*'drgrpo'"):
+        get("advantage", "ppo")
+    with pytest.raises(ValueError, match="unknown registry family"):
+        get("optimizer", "adam")
+    for family, name in (("credit", "sgcd"), ("loss", "ppo-clip")):
+        assert callable(get(family, name))

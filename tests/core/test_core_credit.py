@@ -250,3 +250,11 @@ def test_u_bound_log_values():
     w_above, _ = _w([[1.0, -1.0]], [1.0])
     # At the bound: exp(+-0.182322) = [1.2, 0.833333]; above: [1.2, 0.8]. Renormalised they differ.
     assert not torch.allclose(w_at, w_above)
+
+
+def test_token_type_codes_match_shared_types():
+    # credit_stats keeps its own copy so core imports torch only; this guards against drift.
+    from sgcd.core.credit_stats import TOKEN_TYPE_NAMES
+    from sgcd.types import TOKEN_TYPES
+
+    assert TOKEN_TYPE_NAMES == TOKEN_TYPES

@@ -99,8 +99,8 @@ def shuffle_within_rows(
     if T == 0:
         return w_B_T.clone()
     ar_B_T = torch.arange(T, device=w_B_T.device).expand(B, T)
-    keys_B_T = torch.rand(B, T, generator=generator, device=w_B_T.device if generator is None else None)
-    keys_B_T = keys_B_T.to(w_B_T.device)
+    gen_device = generator.device if generator is not None else w_B_T.device
+    keys_B_T = torch.rand(B, T, generator=generator, device=gen_device).to(w_B_T.device)
     # Action tokens first (random order for the source, positional order for the destination).
     src_B_T = torch.where(mask_B_T, keys_B_T, 2.0 + ar_B_T.to(keys_B_T.dtype)).argsort(dim=-1)
     dst_B_T = torch.where(mask_B_T, ar_B_T, T + ar_B_T).argsort(dim=-1)
