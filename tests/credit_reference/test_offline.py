@@ -163,10 +163,7 @@ def test_a_success_s_failed_call_is_never_helpful_and_is_left_out_of_the_alignme
         ("act", "k"): ("helpful", 0.5),  # 2/2 - 1/2
         ("fetch", "k; the call returned an error"): ("neutral", 0.5),
     }
-    assert (
-        ref.steps[ref.steps.index(next(s for s in ref.steps if s.tool == "act"))].step_id
-        == ref.first_divergence.step_id
-    )
+    assert ref.first_divergence.step_id == next(s.step_id for s in ref.steps if s.tool == "act")
     assert "at action 1" in ref.first_divergence.description
     # both successes answer "ok 123"; f1 and f2 leave out the number
     assert "2/2 failures' final answers leave out details every success states" in ref.failure_modes
