@@ -88,3 +88,12 @@ def test_bad_specs_are_named():
             scripted_factory(spec, DOMAIN)
     with pytest.raises(ValueError, match="gold_turns"):
         scripted_factory("gold", object())(TASK)
+
+
+def test_gold_episode_has_tool_outputs():
+    from sgcd.envs.scripted import gold_episode
+
+    ep = gold_episode(DOMAIN, TASK)
+    assert ep.success and [s.text for s in ep.steps] == DOMAIN.gold_turns(TASK)
+    roles = [m.role for m in ep.messages]
+    assert roles[:2] == ["system", "user"] and roles.count("tool") == len(DOMAIN.gold_turns(TASK)) - 1

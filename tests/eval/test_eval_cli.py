@@ -53,3 +53,12 @@ def test_eval_writes_json(tmp_path, capsys):
 def test_eval_bad_policy_is_a_one_line_error(capsys):
     assert main(["eval", "--env", "airline-lite", "--policy", "scripted:noisy:x", "--limit", "1"]) == 2
     assert "noisy needs a probability" in capsys.readouterr().err
+
+
+def test_env_hash_is_stable(capsys):
+    args = ["env", "hash", "airline-lite", "--option", "test_size=10"]
+    assert main(args) == 0 and main(args) == 0
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert first == second and "10 tasks sha256" in first
+    assert main(["env", "hash", "airline-lite", "--option", "test_size=11"]) == 0
+    assert capsys.readouterr().out.split()[-1] != first.split()[-1]

@@ -2,6 +2,8 @@
 
 list   the registered environments
 show   one task: instruction, policy excerpt, tools, and the gold trajectory replayed through the env
+hash   one sha256 over every task of a split (id, instruction, gold turns, start/gold database hashes when the
+       domain records them): compare it across runs and machines
 stats  per family: task count, gold horizon distribution, and success of the scripted gold, read-only and
        noisy:p policies (the table in docs/environments.md is `sgcd env stats airline-lite --markdown`)
 """
@@ -28,6 +30,9 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--index", type=int, default=0, help="task index within the split (default 0)")
     p.set_defaults(func=_show)
+    p = sub.add_parser("hash", help="a fingerprint of a split, to compare across runs and machines")
+    _common(p)
+    p.set_defaults(func=_hash)
     p = sub.add_parser("stats", help="families, horizons and scripted-policy success per family")
     _common(p)
     p.add_argument("--limit", type=int, default=None, help="only the first N tasks of the split")
@@ -121,6 +126,21 @@ def _show(args: argparse.Namespace) -> int:
             verdict = result.info.get("verifier", {})
             console.print(f"[bold]reward {result.reward}[/bold] ({result.info.get('reason')}) {verdict}")
             break
+    return 0
+
+
+def _hash(args: argparse.Namespace) -> int:
+    import hashlib
+
+    domain = load_domain(args.name, args.seed, args.option)
+    tasks = _tasks(domain, args.split)
+    gold = getattr(domain, "gold_turns", None)
+    digest = hashlib.sha256()
+    for t in tasks:
+        row = [t.task_id, t.family, t.instruction, t.data.get("start_hash"), t.data.get("gold_hash")]
+        row.append(gold(t) if gold else None)
+        digest.update(json.dumps(row, sort_keys=True).encode())
+    print(f"{args.name} {args.split} seed={args.seed}: {len(tasks)} tasks sha256 {digest.hexdigest()}")
     return 0
 
 

@@ -10,6 +10,9 @@ Agents (spec strings, see `scripted_factory`):
     read-only   the gold turns without any turn that calls a write tool
     replay:FILE recorded assistant turns from a JSONL file, one object per line {"task_id": ..., "turns": [...]}
 
+`gold_episode(domain, task)` plays the gold script through a fresh env and returns the full Episode (with the
+tool outputs), e.g. as supervised fine-tuning data.
+
 A scripted agent ignores what the environment answers: turn k of the episode is script item k (counted from
 the assistant messages so far), and after the script runs out it answers "Done." (a final answer).
 """
@@ -171,3 +174,21 @@ def scripted_factory(spec: str, domain: Any, seed: int = 0) -> ScriptedFactory:
     if kind == "replay" and arg:
         return ScriptedFactory("replay", domain, replay=load_replay(arg), seed=seed)
     raise ValueError(f"unknown scripted policy {spec!r}; use gold, noisy:P, read-only or replay:FILE")
+
+
+def play(domain: Any, task: Any, agent: Any) -> Any:
+    """Run one episode of `agent` (a TextAgent) on a fresh env for `task`; returns the finished Episode."""
+    env = domain.make_env(task)
+    obs = env.reset()
+    messages: list[Message] = list(obs.messages)
+    while True:
+        text = agent.act(messages, obs.tools)
+        result = env.step(text)
+        messages += [Message(role="assistant", content=text), *result.messages]
+        if result.done:
+            return result.info["episode"]
+
+
+def gold_episode(domain: Any, task: Any) -> Any:
+    """The gold trajectory as a full Episode (messages with tool outputs included): SFT data, docs, checks."""
+    return play(domain, task, scripted_factory("gold", domain)(task))
