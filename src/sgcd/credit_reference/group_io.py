@@ -105,8 +105,10 @@ def episode_from_json(d: dict[str, Any]) -> Episode:
     )
 
 
-def _text_trajectory(ep: Episode) -> Trajectory:
-    return Trajectory(episode=ep, prompt_ids=(), token_ids=(), action_mask=(), turn_ids=(), logprobs=())
+def _text_trajectory(ep: Episode, index: int) -> Trajectory:
+    return Trajectory(
+        ep, prompt_ids=(), token_ids=(), action_mask=(), turn_ids=(), logprobs=(), group_id=index
+    )
 
 
 def group_to_json(group: TrajectoryGroup, reference: Any = None, **extra: Any) -> dict[str, Any]:
@@ -139,7 +141,7 @@ def group_from_json(record: dict[str, Any]) -> TrajectoryGroup:
     task_id = record.get("task_id") or (episodes[0].task_id if episodes else "")
     return TrajectoryGroup(
         task_id=str(task_id),
-        trajectories=tuple(_text_trajectory(e) for e in episodes),
+        trajectories=tuple(_text_trajectory(e, i) for i, e in enumerate(episodes)),
         prompt=obs,
         instruction=record.get("instruction", ""),
     )
