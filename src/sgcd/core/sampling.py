@@ -65,8 +65,10 @@ def mixed_groups(
     labels_G = torch.unique(group_ids)
     idx_B, n_groups = group_index(group_ids)
     s_B = success.bool().double()
-    n_G = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, idx_B, torch.ones_like(s_B))
-    pass_G = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, idx_B, s_B)
+    n_G = torch.zeros(n_groups, dtype=torch.float64, device=s_B.device).index_add_(
+        0, idx_B, torch.ones_like(s_B)
+    )
+    pass_G = torch.zeros(n_groups, dtype=torch.float64, device=s_B.device).index_add_(0, idx_B, s_B)
     mixed_G = (pass_G > 0) & (pass_G < n_G)
     keep_B = mixed_G[idx_B] if n_groups else torch.zeros_like(success, dtype=torch.bool)
     metrics = {
