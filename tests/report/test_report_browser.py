@@ -56,6 +56,7 @@ def test_fragment_shows_one_group_and_chosen_siblings(tmp_path):
     # 6 groups: all but group 1 hidden; in group 1 the siblings 1 and 2 are hidden, 0 and 3 shown
     assert len(re.findall(r'class="group hide"', page.dom)) == 5
     group1 = page.dom[page.dom.index('id="g1"') : page.dom.index('id="g2"')]
+    assert 'id="lo-label">w = 0.800<' in page.dom  # colour saturates at 1 - eps by default (eps = 0.2)
     assert re.findall(r'class="sib (?:ok|bad)( hide)?" data-s="(\d)"', group1) == [
         ("", "0"),
         (" hide", "1"),
@@ -92,3 +93,14 @@ def test_smoke_run_report_in_chromium(tmp_path):
     print(
         f"smoke report: {html_path.stat().st_size / 1e6:.3f} MB, {n_tokens} token spans; {report.stdout.strip()}"
     )
+
+
+def test_auto_colour_scale_from_fragment(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    result = build_report(run_dir)
+    page = open_page(result.html_path.as_uri() + "#scale=auto", tmp_path)
+    assert page.console == []
+    # the synthetic weights are 1 + N(0, 0.1) clamped to [0.6, 1.4]: their p99 |w - 1| lies well inside
+    # (0.1, 0.4), so the label moves off 0.800 to 1 - p99, strictly between 0.6 and 0.9
+    low = float(re.search(r'id="lo-label">w = ([0-9.]+)<', page.dom).group(1))
+    assert 0.6 < low < 0.9 and low != 0.8

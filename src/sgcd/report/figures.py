@@ -185,11 +185,11 @@ def bound_fractions(weights: list[float], eps: float) -> tuple[float, float]:
 
 
 def histogram_figure(splits: dict[str, list[float]], eps: float, title: str, name: str) -> Figure:
-    """Overlaid density histograms of the splits on a shared range covering the bounds, bounds marked."""
+    """Overlaid density histograms of the splits over the data's range; the bounds are drawn when in view."""
     lo, hi = 1.0 - 2.0 * eps, 1.0 + 2.0 * eps
     values = [w for ws in splits.values() for w in ws]
-    left = min([lo - 0.05 * eps, *values])
-    right = max([hi + 0.05 * eps, *values])
+    pad = max(0.05 * (max(values) - min(values)), 1e-3)
+    left, right = min(values) - pad, max(values) + pad
     bins = [left + (right - left) * i / 60 for i in range(61)]
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
     for label, ws in splits.items():
@@ -199,9 +199,10 @@ def histogram_figure(splits: dict[str, list[float]], eps: float, title: str, nam
         text = f"{label} (n={len(ws)}, at low {f_lo:.1%}, at high {f_hi:.1%})"
         ax.hist(ws, bins=bins, density=True, histtype="stepfilled", alpha=0.35, label=text)
     for x in (lo, hi):
-        ax.axvline(x, color="k", linestyle="--", linewidth=0.8)
+        if left <= x <= right:
+            ax.axvline(x, color="k", linestyle="--", linewidth=0.8)
     ax.axvline(1.0, color="grey", linewidth=0.6)
-    ax.set_xlabel(f"credit weight w (dashed: bounds 1 ± 2·eps, eps = {eps:g})")
+    ax.set_xlabel(f"credit weight w (bounds 1 ± 2·eps = {lo:g}, {hi:g}; dashed when in view)")
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=7)

@@ -19,8 +19,11 @@ nav{padding:6px 20px;background:#e9eef3;font-size:13px} nav a{margin-right:14px;
 section{padding:8px 20px 16px} h2{border-bottom:1px solid #d0d7de;padding-bottom:4px;font-size:17px}
 .figs{display:flex;flex-wrap:wrap;gap:12px} .figs figure{margin:0;background:#fff;border:1px solid #d0d7de;padding:4px}
 .figs figcaption{font-size:12px;color:#555} .figs img{max-width:100%;display:block}
-table.kv,table.ref,table.cmp{border-collapse:collapse;font-size:13px;background:#fff}
-table.kv td,table.ref td,table.ref th,table.cmp td,table.cmp th{border:1px solid #d0d7de;padding:3px 7px;vertical-align:top}
+div.kv{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:0 14px;font-size:13px}
+div.kv div{display:flex;justify-content:space-between;gap:8px;border-bottom:1px solid #e1e4e8;padding:2px 4px;background:#fff}
+div.kv span{color:#444;word-break:break-all} div.kv b{font-weight:500;font-variant-numeric:tabular-nums;word-break:break-all}
+table.ref,table.cmp{border-collapse:collapse;font-size:13px;background:#fff}
+table.ref td,table.ref th,table.cmp td,table.cmp th{border:1px solid #d0d7de;padding:3px 7px;vertical-align:top}
 table.cmp th,table.ref th{background:#eef2f6} .num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#fff;border:1px solid #d0d7de;padding:8px;overflow:auto;font-size:12px;max-height:480px}
 .note{color:#8a5300;background:#fff6e5;border:1px solid #f0d9a8;padding:4px 8px;margin:4px 0;font-size:13px}
@@ -57,8 +60,18 @@ SCRIPT = r"""
   if (!el) { return; }
   var data = JSON.parse(el.textContent);
   var eps = data.eps, tok = data.tok, TYPES = ["observation", "reasoning", "tool call", "answer"];
+  var scale = eps;  // |w - 1| at which the colour saturates: eps from the config, or "auto" (page p99)
+  function autoScale() {
+    var d = [];
+    data.groups.forEach(function (g) { g.sibs.forEach(function (s) {
+      for (var i = 0; i < s.w.length; i++) { if (s.m.charCodeAt(i) === 49 && s.w[i] !== null) { d.push(Math.abs(s.w[i] / 1000 - 1)); } }
+    }); });
+    d.sort(function (a, b) { return a - b; });
+    var p = d.length ? d[Math.floor(0.99 * (d.length - 1))] : 0;
+    return p > 0 ? p : eps;
+  }
   function colour(w) {
-    var x = (w - 1) / eps; x = Math.max(-1, Math.min(1, x));
+    var x = (w - 1) / scale; x = Math.max(-1, Math.min(1, x));
     var a = (0.85 * Math.abs(x)).toFixed(3);
     return x >= 0 ? "rgba(214,39,40," + a + ")" : "rgba(31,119,180," + a + ")";
   }
@@ -72,7 +85,6 @@ SCRIPT = r"""
       }
       var s = document.createElement("span");
       s.className = m ? "tk" : "tk mk"; s.textContent = tok[sib.k[i]]; s.dataset.i = i;
-      if (m && sib.w[i] !== null) { s.style.background = colour(sib.w[i] / 1000); }
       seg.appendChild(s);
     }
     if (sib.n > n) {
@@ -80,6 +92,21 @@ SCRIPT = r"""
       more.textContent = "... " + (sib.n - n) + " more tokens not shown (--max-tokens)"; frag.appendChild(more);
     }
     box.appendChild(frag);
+  }
+  function paint() {
+    var boxes = document.querySelectorAll(".traj");
+    for (var b = 0; b < boxes.length; b++) {
+      var sib = data.groups[+boxes[b].dataset.g].sibs[+boxes[b].dataset.s], spans = boxes[b].querySelectorAll(".tk");
+      for (var j = 0; j < spans.length; j++) {
+        var i = +spans[j].dataset.i;
+        if (sib.m.charCodeAt(i) === 49 && sib.w[i] !== null) { spans[j].style.background = colour(sib.w[i] / 1000); }
+      }
+    }
+    document.getElementById("lo-label").textContent = "w = " + (1 - scale).toPrecision(3);
+    document.getElementById("hi-label").textContent = "w = " + (1 + scale).toPrecision(3);
+  }
+  function setScale(mode) {
+    scale = mode === "auto" ? autoScale() : eps; document.getElementById("scale").value = mode; paint();
   }
   var tip = document.getElementById("tip");
   function onOver(ev) {
@@ -103,6 +130,8 @@ SCRIPT = r"""
     bx.addEventListener("mouseleave", function () { tip.style.display = "none"; });
   }
   var h = new URLSearchParams(location.hash.slice(1));
+  document.getElementById("scale").addEventListener("change", function (ev) { setScale(ev.target.value); });
+  setScale(h.get("scale") === "auto" ? "auto" : "eps");
   if (h.has("g")) {
     document.body.classList.add("focus");
     var keep = h.has("s") ? h.get("s").split(",") : null, gs = document.querySelectorAll(".group");
@@ -137,8 +166,8 @@ PAGE = """<!DOCTYPE html>
 
 RUN_BODY = """
 <section id="summary" class="other"><h2>Summary</h2>
-{% if summary %}<table class="kv">{% for k, v in summary %}<tr><td>{{ k }}</td><td class="num">{{ v }}</td></tr>
-{% endfor %}</table>{% else %}<p>No summary.json yet.</p>{% endif %}</section>
+{% if summary %}<div class="kv">{% for k, v in summary %}<div><span>{{ k }}</span><b>{{ v }}</b></div>
+{% endfor %}</div>{% else %}<p>No summary.json yet.</p>{% endif %}</section>
 <section id="curves" class="other"><h2>Learning curves</h2>
 {% if headline %}<div class="figs">{% for f in headline %}<figure><img alt="{{ f.title }}" src="{{ f.src }}">
 <figcaption>{{ f.title }} ({{ f.file }})</figcaption></figure>{% endfor %}</div>{% else %}<p>No metrics logged yet.</p>{% endif %}
@@ -156,8 +185,10 @@ points="{{ s.points }}"/></svg></td></tr>{% endfor %}</table></details>{% endif 
 <td class="num">{{ r[3] }}</td><td class="num">{{ r[4] }}</td></tr>{% endfor %}</table>
 {% else %}<p>No sampled groups with weights.</p>{% endif %}</section>
 <section id="groups"><h2 class="other">Sampled mixed groups: who got the credit</h2>
-<div class="legend"><span>w = {{ lo }}</span><span class="bar"></span><span>w = {{ hi }}</span>
-<span>blue: advantage damped (w &lt; 1); red: amplified (w &gt; 1); saturates at 1 &plusmn; eps</span>
+<div class="legend"><span id="lo-label">w = {{ lo }}</span><span class="bar"></span><span id="hi-label">w = {{ hi }}</span>
+<span>blue: advantage damped (w &lt; 1); red: amplified (w &gt; 1)</span>
+<label>colour saturates at <select id="scale"><option value="eps">1 &plusmn; eps (config)</option>
+<option value="auto">1 &plusmn; p99 |w &minus; 1| of this page</option></select></label>
 <span class="sample seg y2">tool call</span><span class="sample seg y0" style="display:inline">observation</span>
 <span class="sample seg y3">answer</span><span class="sample tk mk">masked (not trained)</span></div>
 {% if dropped %}<div class="note">{{ dropped }}</div>{% endif %}
