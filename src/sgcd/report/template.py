@@ -197,10 +197,10 @@ points="{{ s.points }}"/></svg></td></tr>{% endfor %}</table></details>{% endif 
 <a href="#g={{ g.index }}" title="a link that shows this group alone">[link]</a></h3>
 <div class="instr">{{ g.instruction }}</div>
 <div class="grow"><div class="refpanel"><b>Credit reference</b>{% if g.reference %}
-<p>{{ g.reference.task_summary }}</p><table class="ref"><tr><th>id</th><th>step</th><th>polarity</th><th>evidence s/f</th><th>conf</th></tr>
+<p>{{ g.reference.task_summary }}</p>{% if g.reference.steps %}<table class="ref"><tr><th>id</th><th>step</th><th>polarity</th><th>evidence s/f</th><th>conf</th></tr>
 {% for s in g.reference.steps %}<tr><td>{{ s.step_id }}</td><td><b>{{ s.tool or "(no tool)" }}</b> {{ s.arg_pattern }}
 {% if s.why %}<br><i>{{ s.why }}</i>{% endif %}</td><td class="pol-{{ s.polarity }}">{{ s.polarity }}</td>
-<td>{{ (s.evidence or {}).succ }} / {{ (s.evidence or {}).fail }}</td><td class="num">{{ s.confidence }}</td></tr>{% endfor %}</table>
+<td>{{ (s.evidence or {}).succ }} / {{ (s.evidence or {}).fail }}</td><td class="num">{{ s.confidence }}</td></tr>{% endfor %}</table>{% else %}<p><i>no steps</i></p>{% endif %}
 {% if g.reference.first_divergence %}<p><b>First divergence:</b> {{ g.reference.first_divergence.step_id }}
 {{ g.reference.first_divergence.description }}</p>{% endif %}
 {% if g.reference.failure_modes %}<b>Failure modes</b><ul>{% for x in g.reference.failure_modes %}<li>{{ x }}</li>{% endfor %}</ul>{% endif %}
