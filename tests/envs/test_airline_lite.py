@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from sgcd.envs import get_domain
+from sgcd.envs import Domain, Env, get_domain
 from sgcd.envs.airline_lite import FAMILY_ORDER, answer_has, make_domain
 from sgcd.envs.airline_lite.db import db_hash, generate_db
 from sgcd.envs.toolcalls import format_tool_call
@@ -35,6 +35,7 @@ def play(domain, task, turns):
 
 def test_registry_and_contract(domain):
     d = get_domain("airline-lite", test_size=5)
+    assert isinstance(d, Domain) and isinstance(d.make_env(d.tasks("test")[0]), Env)
     assert d.name == "airline-lite" and d.splits() == ["train", "dev", "test"]
     obs = d.make_env(d.tasks("test")[0]).reset()
     assert [m.role for m in obs.messages] == ["system", "user"]
@@ -156,3 +157,14 @@ def test_opening_prompt_is_compact(domain):
     tools = json.dumps(list(obs.tools), separators=(",", ":"))
     longest = max(len(t.instruction) for t in domain.tasks("test"))
     assert (len(obs.messages[0].content) + len(tools) + longest) / 3.5 < 1200
+
+
+def test_calculator_tool(domain):
+    env = domain.make_env(domain.tasks("test")[0])
+    env.reset()
+    outs = [env.step(format_tool_call("calculate", {"expression": e})).messages[0].content for e in ("2*50+30", "7/2", "1e308*10", "__import__('os')", "1/0")]  # fmt: skip
+    # 2*50+30 = 130; 7/2 = 3.5; overflow to inf, a name and a division by zero are refused, never raised
+    assert outs[:2] == ["130", "3.5"] and all(
+        o.startswith("Error: cannot calculate") or o.startswith("Error: only") for o in outs[2:]
+    )
+    assert env.counts.internal_errors == 0

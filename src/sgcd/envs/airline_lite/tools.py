@@ -11,6 +11,7 @@ ids and amounts are deterministic functions of the database (no clock, no global
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -118,6 +119,8 @@ def calculate(db: DB, a: dict[str, Any]) -> str:
         value = _eval(ast.parse(expr, mode="eval").body)
     except (SyntaxError, ZeroDivisionError, ValueError, OverflowError, RecursionError) as exc:
         raise ToolError(f"cannot calculate {expr!r}: {type(exc).__name__}") from None
+    if not math.isfinite(value):
+        raise ToolError(f"cannot calculate {expr!r}: result is not a finite number")
     value = round(value, 2)
     return str(int(value) if value == int(value) else value)
 
@@ -251,8 +254,18 @@ TOOLS: dict[str, tuple[str, dict[str, Any], Callable[[DB, dict[str, Any]], str],
         update_baggage,
         True,
     ),
-    "issue_certificate": ("Compensation certificate.", _obj(user_id=STR, amount=INT), issue_certificate, True),
-    "transfer_to_human": ("Hand over to a human agent.", _obj(user_id=STR, summary=STR), transfer_to_human, True),
+    "issue_certificate": (
+        "Compensation certificate.",
+        _obj(user_id=STR, amount=INT),
+        issue_certificate,
+        True,
+    ),
+    "transfer_to_human": (
+        "Hand over to a human agent.",
+        _obj(user_id=STR, summary=STR),
+        transfer_to_human,
+        True,
+    ),
 }
 WRITE_TOOLS = frozenset(name for name, (_, _, _, w) in TOOLS.items() if w)
 
