@@ -79,7 +79,7 @@ class Tau3AirlineEnv:
             tools,
             limits,
         )
-        self.toolkit = Toolkit(data)
+        self.toolkit: Toolkit | None = None  # made at reset(), dropped once scored (a database is ~20 MB)
         self.messages: list[Message] = []
         self.steps: list[Step] = []
         self.calls: list[ToolCall] = []  # the agent's calls as executed, in order: what the evaluator replays
@@ -106,6 +106,7 @@ class Tau3AirlineEnv:
                 f"tau3-airline env for task {self.task.task_id} is single-use; build a new one"
             )
         self.started = True
+        self.toolkit = Toolkit(self.data)
         self.texts.append(GREETING)
         try:
             first = self.user.start(GREETING)
@@ -139,6 +140,7 @@ class Tau3AirlineEnv:
         self.num_errors += len(errors)
         self.format_errors += len(errors)
         records = []
+        assert self.toolkit is not None  # set at reset(), cleared only once done
         for call in calls:
             output, failed = self.toolkit.call(call.name, dict(call.arguments))
             write = is_write_tool(call.name)
@@ -219,6 +221,7 @@ class Tau3AirlineEnv:
             self.verdict = self.evaluator.evaluate(
                 self.task.data, self.calls, self.texts, self.termination, live=self.toolkit
             )
+            self.toolkit = None
         info = self._info(step)
         info.update(
             reason=self.termination,

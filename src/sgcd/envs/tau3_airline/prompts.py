@@ -15,9 +15,10 @@ from typing import Any
 GREETING = "Hi! How can I help you today?"  # tau2's fixed first agent message (DEFAULT_FIRST_AGENT_MESSAGE)
 
 AGENT_INSTRUCTIONS = """\
-You work in customer service for an airline. Help the user with their request, following the policy below
-to the letter. Each turn does exactly one of two things: write a message to the user, or call tools. Never both.
-Base everything on what the user says, what the tools return and the policy; never guess ids, prices or facts.
+You work in customer service for an airline. Help the user with their request, following the policy
+below to the letter. Each turn does exactly one of two things: write a message to the user, or call tools.
+Never both. Base everything on what the user says, what the tools return and the policy; never guess ids,
+prices or facts.
 Tool arguments must be valid JSON."""
 
 USER_GUIDELINES = """\
@@ -45,7 +46,7 @@ def _block(title: str, text: str | None) -> list[str]:
 
 
 def render_scenario(scenario: dict[str, Any]) -> str:
-    """The task's user scenario as the simulated user reads it (persona, reason, known/unknown, instructions)."""
+    """The task's user scenario as the simulated user reads it (persona, reason, facts, instructions)."""
     instructions = scenario.get("instructions")
     lines = _block("Who you are", scenario.get("persona"))
     if isinstance(instructions, dict):

