@@ -6,7 +6,8 @@ test_normal 168, test_challenge 417 in the real data). A task's family is its sc
 
 Options (make_domain(**options), `sgcd eval --env appworld`; strings are converted to the field's type):
 root (default $APPWORLD_ROOT), python (default $SGCD_APPWORLD_PYTHON, else <checkout>/.venv-appworld/bin/python),
-workers, memory_mb, mode, max_turns, action_timeout_s, appworld_timeout_s, open_timeout_s, max_output_chars,
+workers (most worlds open at once; a batched model runner needs one per live episode, so keep it >= the eval
+--batch-size; workers start lazily, ~250 MB each on synthetic data), memory_mb, mode, max_turns, action_timeout_s, appworld_timeout_s, open_timeout_s, max_output_chars,
 tool_apps (function mode: comma-separated apps whose APIs become tools; default all).
 """
 
@@ -71,7 +72,7 @@ class AppWorldConfig:
 
     root: str | None = None
     python: str | None = None
-    workers: int = 8
+    workers: int = 32
     memory_mb: int = 8192
     mode: str = "code"
     max_turns: int = 40
@@ -80,6 +81,9 @@ class AppWorldConfig:
     open_timeout_s: float = 300.0
     max_output_chars: int = 6000
     tool_apps: str = ""
+    seed: int = (
+        0  # accepted for the common interface; AppWorld worlds are deterministic (their seed stays 100)
+    )
     limits: EnvLimits = field(init=False)
 
     def __post_init__(self) -> None:

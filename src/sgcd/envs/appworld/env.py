@@ -239,6 +239,7 @@ class AppWorldEnv:
             "answer": ev.get("answer"),
             "reason": reason,
         }
+        info["reward_breakdown"] = {"pass_fraction": info["pass_fraction"]}
         return self._end(1.0 if ev["success"] else 0.0, info)
 
     def _fail(self, turn: int, text: str | None, exc: WorkerDied) -> StepResult:

@@ -164,7 +164,7 @@ class WorkerPool:
     """
 
     def __init__(
-        self, python: str, data_root: str, max_workers: int = 8, memory_mb: int = 8192, wait_s=600.0
+        self, python: str, data_root: str, max_workers: int = 8, memory_mb: int = 8192, wait_s=120.0
     ):
         self.scratch = tempfile.mkdtemp(prefix="sgcd-appworld-")
         os.symlink(os.path.join(os.path.abspath(data_root), "data"), os.path.join(self.scratch, "data"))
@@ -197,7 +197,8 @@ class WorkerPool:
             )
             if not ok:
                 raise RuntimeError(
-                    f"all {self.max_workers} AppWorld workers are busy: raise workers= or run fewer episodes at once"
+                    f"all {self.max_workers} AppWorld workers stayed busy for {self.wait_s:g}s: raise the workers option "
+                    "or run fewer episodes at once (sgcd eval --batch-size)"
                 )
             worker = self._idle.pop() if self._idle else WorkerClient(self.spec)
             self._busy.add(worker)
