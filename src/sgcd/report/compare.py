@@ -29,8 +29,11 @@ COMPARE_CURVES = [
     ("held-out success", ["eval/success", "eval/pass@1", "eval/pass1"]),
     ("train reward", ["reward/mean"]),
     ("train success rate", ["reward/success_rate"]),
-    ("state-changing tool-call share", ["tools/state_changing_share"]),
-    ("answer-only episodes", ["tools/answer_only_share"]),
+    (
+        "state-changing tool-call share",
+        ["tools/state_changing_share", "tools/write_share", "tools/state_changing_rate"],
+    ),
+    ("answer-only episodes", ["tools/answer_only_share", "tools/answer_only_rate"]),
     ("credit weight std", ["credit/w_std"]),
     ("policy entropy", ["policy/entropy"]),
 ]
