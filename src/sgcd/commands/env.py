@@ -46,7 +46,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="split (default test)")
     p.add_argument("--seed", type=int, default=0, help="domain seed (default 0)")
     p.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE", help="domain option, repeatable"
+        "--option",
+        "--env-opt",
+        dest="option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="domain option, repeatable (e.g. max_horizon=3)",
     )
 
 

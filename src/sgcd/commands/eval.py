@@ -27,7 +27,13 @@ def register(subparsers) -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="write the full result (with records) here")
     p.add_argument("--seed", type=int, default=0, help="domain seed and scripted-noise seed (default 0)")
     p.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE", help="domain option, repeatable"
+        "--option",
+        "--env-opt",
+        dest="option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="domain option, repeatable (e.g. max_horizon=3)",
     )
     p.add_argument(
         "--user",
