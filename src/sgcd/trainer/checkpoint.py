@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -148,8 +149,9 @@ def load_checkpoint(
             scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
         set_rng_state(torch.load(path / "rng.pt", weights_only=False), generators)
         data = json.loads((path / "state.json").read_text())
-    except (OSError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+    except (OSError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {first}") from exc
     _clean_temps(path.parent)
     return TrainState(**data)
 

@@ -26,16 +26,9 @@ from sgcd.trainer.logging import read_jsonl
 
 # column -> candidate metric names in the evaluation result (first one present wins)
 HEALTH_KEYS = {
-    "state_changing_rate": (
-        "write_episode_rate",
-        "state_changing_rate",
-        "state_changing_episodes",
-        "write_rate",
-        "tools/write_episode_rate",
-        "tools/state_changing_rate",
-    ),
-    "answer_only_rate": ("answer_only_rate", "answer_only", "tools/answer_only_rate", "answer_only_episodes"),
-    "tool_error_rate": ("tool_error_rate", "tools/tool_error_rate", "error_rate", "tools/error_rate"),
+    "state_changing_rate": ("write_share",),  # episodes with >= 1 successful state-changing call
+    "answer_only_rate": ("answer_only_share",),  # episodes with no tool call at all
+    "tool_error_rate": ("tool_error_rate",),  # failed calls / all calls
 }
 
 

@@ -63,19 +63,19 @@ class EnvConfig:
 
 @dataclass
 class SamplingConfig:
-    group_size: int = _f(6, "G: sibling rollouts per task", lo=2)
+    group_size: int = _f(4, "G: sibling rollouts per task", lo=2)
     groups_per_step: int = _f(
-        4, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
+        2, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
     )
-    tasks_per_round: int = _f(4, "tasks rolled out per sampling round", lo=1)
+    tasks_per_round: int = _f(2, "tasks rolled out per sampling round", lo=1)
     max_sampling_rounds: int = _f(
-        3, "sampling rounds before training on whatever mixed groups were found", lo=1
+        2, "sampling rounds before training on whatever mixed groups were found", lo=1
     )
     temperature: float = _f(1.0, "sampling temperature for training rollouts", lo=0.0)
     top_p: float = _f(1.0, "nucleus sampling p", lo=0.0, hi=1.0)
-    max_new_tokens: int = _f(96, "max tokens per assistant turn", lo=1)
-    max_turns: int = _f(6, "max assistant turns per episode", lo=1)
-    max_tokens: int = _f(1024, "max trajectory tokens (after the prompt) per episode", lo=16)
+    max_new_tokens: int = _f(64, "max tokens per assistant turn", lo=1)
+    max_turns: int = _f(4, "max assistant turns per episode", lo=1)
+    max_tokens: int = _f(384, "max trajectory tokens (after the prompt) per episode", lo=16)
 
 
 @dataclass
@@ -87,7 +87,7 @@ class AlgorithmConfig:
     ppo_epochs: int = _f(1, "passes over the step's trajectories", lo=1)
     minibatch_size: int = _f(8, "trajectories per optimizer step (one PPO minibatch)", lo=1)
     microbatch_size: int = _f(
-        4, "trajectories per forward/backward (gradient accumulation inside a minibatch)", lo=1
+        2, "trajectories per forward/backward (gradient accumulation inside a minibatch)", lo=1
     )
     clip_low: float = _f(0.2, "PPO clip eps_low", lo=0.0)
     clip_high: float = _f(0.28, "PPO clip eps_high (clip-higher)", lo=0.0)
@@ -142,7 +142,7 @@ class SummarizerConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = _f(1e-5, "AdamW learning rate", lo=0.0)
+    lr: float = _f(2e-6, "AdamW learning rate", lo=0.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0)
     beta1: float = _f(0.9, "AdamW beta1", lo=0.0, hi=1.0)
     beta2: float = _f(0.999, "AdamW beta2", lo=0.0, hi=1.0)
@@ -164,15 +164,15 @@ class LoggingConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = _f(10, "checkpoint every N steps (0 = only at the end)", lo=0)
+    every: int = _f(2, "checkpoint every N steps (0 = only at the end)", lo=0)
     keep_last: int = _f(2, "checkpoints kept", lo=1)
 
 
 @dataclass
 class EvalConfig:
-    every: int = _f(10, "held-out evaluation every N steps (0 = only before and after)", lo=0)
+    every: int = _f(0, "held-out evaluation every N steps (0 = only before and after)", lo=0)
     trials: int = _f(1, "trials per task", lo=1)
-    limit: int = _f(0, "evaluate only the first N held-out tasks (0 = all)", lo=0)
+    limit: int = _f(20, "evaluate only the first N held-out tasks (0 = all)", lo=0)
     before: bool = _f(True, "evaluate before the first step")
     temperature: float = _f(0.0, "evaluation temperature (0 = greedy)", lo=0.0)
 
@@ -180,7 +180,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     seed: int = _f(0, "seed for task order, sampling and initialisation")
-    steps: int = _f(20, "training steps", lo=0)
+    steps: int = _f(6, "training steps", lo=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -225,10 +225,17 @@ def _coerce(path: str, value: Any, tp: Any, meta: dict) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
     elif tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         value = float(value)
     elif tp is str:
+        if isinstance(value, bool) and set(meta.get("choices") or ()) >= {"on", "off"}:
+            value = "on" if value else "off"  # YAML reads a bare on/off as a boolean
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str):
@@ -274,7 +281,7 @@ def _build(cls: type, data: dict, prefix: str = "") -> Any:
 def _deep_merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value

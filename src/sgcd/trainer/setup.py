@@ -132,30 +132,24 @@ def evaluate_policy(policy: Any, domain: Any, cfg: RunConfig) -> dict[str, float
     policy.model.eval()
     try:
         with torch.no_grad():
-            report = evaluate(runner, domain, cfg.env.eval_split, trials=e.trials, limit=e.limit or None)
+            report = evaluate(runner, domain, cfg.env.eval_split, trials=e.trials, limit=e.limit or None,
+                              progress=cfg.logging.progress, policy=cfg.model.name)
     finally:
         policy.generator.set_state(gen_state)
         policy.model.train(was_training)
     return eval_metrics(report)
 
 
-def eval_metrics(report: Any) -> dict[str, float]:
-    """Flatten whatever sgcd.eval.evaluate returns into {success, n, <health>...} floats."""
-    if hasattr(report, "metrics"):
-        raw = report.metrics() if callable(report.metrics) else report.metrics
-    elif hasattr(report, "summary"):
-        raw = report.summary() if callable(report.summary) else report.summary
-    else:
-        raw = report
-    out = {}
-    for key, value in dict(raw).items():
-        if isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, (int, float)):
-            out[key.split("/", 1)[1] if key.startswith("eval/") else key] = float(value)
-    if "success" not in out:
-        for alt in ("success_rate", "pass@1", "pass^1", "pass1"):
-            if alt in out:
-                out["success"] = out[alt]
-                break
+def eval_metrics(result: Any) -> dict[str, float]:
+    """An EvalResult as flat floats: success, n, mean_turns, error counts, pass^k, and the health figures."""
+    out = {
+        "success": float(result.success_rate),
+        "n": float(len(result.records)),
+        "n_tasks": float(result.n_tasks),
+        "mean_turns": float(result.mean_turns),
+        "tool_errors": float(result.tool_errors),
+        "format_errors": float(result.format_errors),
+    }
+    out.update({f"pass^{k}": float(v) for k, v in result.pass_k.items()})
+    out.update({k: float(v) for k, v in result.health.items()})
     return out

@@ -145,7 +145,7 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
     metrics.update(ref_metrics)
     batch = collate(collected.mixed)
     adv_B, adv_metrics = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](batch.rewards_B, batch.group_index_B)
-    metrics.update(adv_metrics)
+    metrics.update(rename(adv_metrics))
     micro = cfg.algorithm.microbatch_size
     with timer("old_logprobs"):
         old = score_batch(ctx.policy, batch.prefixes, batch.continuations, batch.T, micro, with_entropy=True)
