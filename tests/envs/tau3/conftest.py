@@ -23,7 +23,7 @@ def tasks(domain):
     return {t.task_id: t for t in domain.tasks("base")}
 
 
-def play(env, turns):
+def _play(env, turns):
     """reset() then step each text until done; returns (observation, list of StepResults)."""
     obs = env.reset()
     results = []
@@ -32,3 +32,8 @@ def play(env, turns):
         if results[-1].done:
             break
     return obs, results
+
+
+@pytest.fixture
+def play():
+    return _play
