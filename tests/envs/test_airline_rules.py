@@ -12,7 +12,7 @@ import json
 import pytest
 
 from sgcd.envs.airline_lite import build_world, make_domain
-from sgcd.envs.toolcalls import format_tool_call
+from sgcd.envs.toolcalls import format_tool_call, parse_tool_calls
 
 RULES = ("R1", "R2", "R3", "R4", "R5", "R6")
 
@@ -129,3 +129,18 @@ def test_refusal_gold_uses_only_reads(domain):
                 for t in domain.gold_turns(task)[:-1]
             ]
             assert all(domain.is_write_tool(n) is False for n in names), (task.task_id, names)
+
+
+def test_the_shortcut_succeeds_on_acting_variants(domain):
+    # skipping every lookup and playing only the gold writes and answer wins whenever acting is right: the
+    # same shortcut that loses on the refusal variants above (so credit must go to the lookup step)
+    families = ("cancel", "add_bags", "compensation", "change_flight")
+    acting = [t for t in domain.tasks("train") if t.family in families and t.data["outcome"] == "write"]
+    assert {t.family for t in acting} == set(families)
+    for task in acting[:40]:
+        gold = domain.gold_turns(task)
+        writes_only = [
+            t for t in gold[:-1] if any(domain.is_write_tool(c.name) for c in parse_tool_calls(t)[0])
+        ]
+        assert writes_only and len(writes_only) < len(gold) - 1, task.task_id  # some lookup was skipped
+        assert play(domain, task, writes_only + gold[-1:]).reward == 1.0, task.task_id
