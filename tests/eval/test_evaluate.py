@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -88,3 +89,28 @@ def test_eval_never_imports_credit_reference():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # neither the credit reference nor torch for a scripted evaluation
+
+
+def test_openai_policy_end_to_end_against_a_local_double(tmp_path):
+    # a real HTTP server on 127.0.0.1 speaking the chat-completions protocol; it answers with the gold turn
+    # for the task it recognises from the user message (native tool calls), so success must be 1.0
+    from sgcd.cli import main
+    from sgcd.envs.toolcalls import parse_tool_calls
+    from support.openai_double import OpenAIDouble, reply
+
+    domain = make_domain(test_size=4)
+    gold = {t.instruction: domain.gold_turns(t) for t in domain.tasks("test")}
+
+    def handler(body):
+        msgs = body["messages"]
+        instruction = next(m["content"] for m in msgs if m["role"] == "user")
+        turn = gold[instruction][sum(m["role"] == "assistant" for m in msgs)]
+        calls, _ = parse_tool_calls(turn)
+        return reply(None, tool_calls=[(c.name, c.arguments) for c in calls]) if calls else reply(turn)
+
+    out = tmp_path / "o.json"
+    with OpenAIDouble(handler=handler) as srv:
+        args = ["eval", "--env", "airline-lite", "--policy", "openai:double", "--base-url", srv.base_url]
+        assert main(args + ["--option", "test_size=4", "--no-progress", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["success_rate"] == 1.0 and data["n_tasks"] == 4 and data["tool_errors"] == 0
