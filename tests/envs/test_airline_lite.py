@@ -147,6 +147,8 @@ def test_bad_options_are_named():
         make_domain(families="cancel,nope")
     with pytest.raises(ValueError, match="unknown option 'colour'"):
         make_domain(colour=1)
+    with pytest.raises(ValueError, match="no task of families"):
+        make_domain(families="multi_cancel", max_horizon=2, test_size=5).tasks("test")
     with pytest.raises(ValueError, match="no split 'val'"):
         make_domain(test_size=1).tasks("val")
 

@@ -113,6 +113,13 @@ class AirlineLiteDomain:
                     if self._keep(task):
                         out.append(task)
                 index += 1
+                if index >= 2000 and not out:
+                    break  # nothing matches: do not scan 50x the split for nothing
+            if size > 0 and not out:
+                raise ValueError(
+                    f"airline-lite: no task of families {list(self.families)} has a horizon in "
+                    f"[{self.min_horizon}, {self.max_horizon}] ({index} candidates tried)"
+                )
             self._cache[split] = out
         return list(self._cache[split])
 
