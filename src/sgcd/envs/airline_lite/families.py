@@ -10,7 +10,7 @@ Families and their gold horizons (assistant turns: tool-call turns + the final a
     res_info 2, flight_status 2, allowance 3, transfer 2               (reads / hand-over)
     cancel 2-4 (refusals R1, R2), add_bags 2-4 (R1, R4, R6), compensation 2-5 (R1, R5),
     change_flight 2-4 (R1, R3), book 3-4 (R6)                          (one write or a refusal)
-    multi_cancel 5-16                                                   (several writes and refusals)
+    multi_cancel 3-16 (14 is the longest in the default 5000 train tasks) (several writes and refusals)
 """
 
 from __future__ import annotations
