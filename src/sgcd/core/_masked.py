@@ -93,12 +93,41 @@ def masked_mean_std(x_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> tuple[float,
     return float(mean), float(var.sqrt()), n
 
 
-def percentiles(values_N: torch.Tensor, qs: tuple[float, ...]) -> dict[float, float]:
-    """Nearest-rank-with-interpolation percentiles (same as numpy 'linear'), via one sort; 0 when empty."""
+def row_moments(
+    x_B_T: torch.Tensor, mask_B_T: torch.Tensor, shift: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row count, sum and sum of squares of (x - shift) over the mask, float64 (B,) each.
+
+    Three reductions in all; any selection of rows then has its mean/std from `moments_mean_std` at O(B) cost.
+    `shift` near the values' centre (1.0 for weights) keeps the E[x^2] - E[x]^2 step well conditioned.
+    """
+    xm_B_T = masked_fill_zero(x_B_T.detach() - shift, mask_B_T)
+    n_B = mask_B_T.sum(dim=-1, dtype=torch.float64)
+    return n_B, xm_B_T.sum(dim=-1, dtype=torch.float64), (xm_B_T * xm_B_T).sum(dim=-1, dtype=torch.float64)
+
+
+def moments_mean_std(
+    moments: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    rows_B: torch.Tensor | None = None,
+    shift: float = 0.0,
+) -> tuple[float, float, int]:
+    """Mean, population std and count over the rows selected by rows_B (all rows if None); zeros when empty."""
+    n_B, s1_B, s2_B = moments
+    if rows_B is not None:
+        n_B, s1_B, s2_B = n_B[rows_B], s1_B[rows_B], s2_B[rows_B]
+    n = float(n_B.sum())
+    if n == 0:
+        return 0.0, 0.0, 0
+    m1, m2 = float(s1_B.sum()) / n, float(s2_B.sum()) / n
+    return m1 + shift, max(m2 - m1 * m1, 0.0) ** 0.5, int(n)
+
+
+def percentiles(values_N: torch.Tensor, qs: tuple[float, ...], is_sorted: bool = False) -> dict[float, float]:
+    """Linearly interpolated percentiles (numpy's default 'linear'), via one sort; 0 when empty."""
     n = values_N.numel()
     if n == 0:
         return {q: 0.0 for q in qs}
-    sorted_N = values_N.sort().values
+    sorted_N = values_N if is_sorted else values_N.sort().values
     out = {}
     for q in qs:
         pos = q / 100.0 * (n - 1)

@@ -37,6 +37,8 @@ from sgcd.core._masked import (
     masked_fill_zero,
     masked_mean_std,
     masked_row_mean,
+    moments_mean_std,
+    row_moments,
 )
 from sgcd.core.credit_stats import weight_metrics
 
@@ -176,8 +178,6 @@ def credit_weights(
         raise ValueError(
             f"advantages must be (B,) = {tuple(student_logprobs.shape[:1])}, got {tuple(advantages.shape)}"
         )
-    check_finite_on_mask(teacher_logprobs.detach(), mask_B_T, "teacher_logprobs")
-    check_finite_on_mask(student_logprobs.detach(), mask_B_T, "student_logprobs")
     check_finite_rows(advantages.detach(), "advantages")
 
     dtype = torch.promote_types(student_logprobs.dtype, torch.float32)
@@ -185,6 +185,10 @@ def credit_weights(
     delta_B_T = masked_fill_zero(
         teacher_logprobs.detach().to(dtype) - student_logprobs.detach().to(dtype), mask_B_T
     )
+    if not bool(torch.isfinite(delta_B_T.sum())):  # NaN/inf in either input reach delta: name the culprit
+        check_finite_on_mask(teacher_logprobs.detach(), mask_B_T, "teacher_logprobs")
+        check_finite_on_mask(student_logprobs.detach(), mask_B_T, "student_logprobs")
+        check_finite_on_mask(delta_B_T, mask_B_T, "teacher_logprobs - student_logprobs")
     u_B_T = _prepare_u(
         delta_B_T, adv_B, mask_B_T, signed, turn_ids, None if topk_kl is None else topk_kl.detach().to(dtype)
     )
@@ -208,8 +212,8 @@ def credit_weights(
         w_B_T = shuffle_within_rows(w_B_T, keep_B_T, generator)
 
     metrics = weight_metrics(w_B_T, adv_B, keep_B_T, eps)
-    d_mean, d_std = masked_mean_std(delta_B_T, keep_B_T)[:2]
-    c_mean, c_std = masked_mean_std(centred_B_T, keep_B_T)[:2]
+    d_mean, d_std, _ = moments_mean_std(row_moments(delta_B_T, keep_B_T))
+    c_mean, c_std, _ = moments_mean_std(row_moments(centred_B_T, keep_B_T))
     metrics.update(
         {
             "credit/delta_mean": d_mean,

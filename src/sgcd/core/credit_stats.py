@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import torch
 
-from sgcd.core._masked import as_bool_mask, masked_mean_std, masked_values, mean_std, percentiles
+from sgcd.core._masked import (
+    as_bool_mask,
+    masked_mean_std,
+    masked_values,
+    moments_mean_std,
+    percentiles,
+    row_moments,
+)
 
 PERCENTILES = (1.0, 5.0, 50.0, 95.0, 99.0)
 TOKEN_TYPE_NAMES = {0: "observation", 1: "reasoning", 2: "tool_call", 3: "answer"}  # = sgcd.types.TOKEN_TYPES
@@ -23,23 +30,27 @@ def weight_metrics(
 ) -> dict[str, float]:
     """Weight mean/std/percentiles, fraction at each final bound, split by A>0 / A<0.
 
-    select_B_T: bool, the tokens to describe (the action tokens of reweighted trajectories).
+    select_B_T: bool, the tokens to describe (the action tokens of reweighted trajectories). Cost: three
+    reductions, one gather and one sort of the selected weights (bounds and min/max read off the sorted copy).
     """
-    w_N = masked_values(weights_B_T, select_B_T)
-    mean, std = mean_std(w_N)
-    out = {"credit/w_mean": mean, "credit/w_std": std, "credit/w_n": float(w_N.numel())}
-    pct = percentiles(w_N, (0.0, *PERCENTILES, 100.0))  # one sort; p0 / p100 are the min / max
+    moments = row_moments(weights_B_T, select_B_T, shift=1.0)
+    mean, std, n = moments_mean_std(moments, shift=1.0)
+    out = {"credit/w_mean": mean, "credit/w_std": std, "credit/w_n": float(n)}
+    sorted_N = masked_values(weights_B_T, select_B_T).sort().values
+    pct = percentiles(sorted_N, (0.0, *PERCENTILES, 100.0), is_sorted=True)
     for q in PERCENTILES:
         out[f"credit/w_p{int(q)}"] = pct[q]
-    n = max(w_N.numel(), 1)
-    out["credit/w_frac_at_low"] = float((w_N <= 1.0 - 2.0 * eps + 1e-6).sum()) / n
-    out["credit/w_frac_at_high"] = float((w_N >= 1.0 + 2.0 * eps - 1e-6).sum()) / n
+    low = torch.tensor([1.0 - 2.0 * eps + 1e-6], dtype=sorted_N.dtype, device=sorted_N.device)
+    high = torch.tensor([1.0 + 2.0 * eps - 1e-6], dtype=sorted_N.dtype, device=sorted_N.device)
+    n_low = int(torch.searchsorted(sorted_N, low, right=True)) if n else 0
+    n_high = n - int(torch.searchsorted(sorted_N, high, right=False)) if n else 0
+    out["credit/w_frac_at_low"] = n_low / n if n else 0.0
+    out["credit/w_frac_at_high"] = n_high / n if n else 0.0
     out["credit/w_min"] = pct[0.0]
     out["credit/w_max"] = pct[100.0]
-    pos_B_T = select_B_T & (advantages_B > 0).unsqueeze(-1)
-    neg_B_T = select_B_T & (advantages_B < 0).unsqueeze(-1)
-    out.update(_summary(weights_B_T, pos_B_T, "credit/w_pos"))
-    out.update(_summary(weights_B_T, neg_B_T, "credit/w_neg"))
+    for name, rows_B in (("pos", advantages_B > 0), ("neg", advantages_B < 0)):
+        m, s, k = moments_mean_std(moments, rows_B, shift=1.0)
+        out.update({f"credit/w_{name}_mean": m, f"credit/w_{name}_std": s, f"credit/w_{name}_n": float(k)})
     return out
 
 
