@@ -61,7 +61,13 @@ class Gold:
 def _hello(rng: random.Random, db: DB, uid: str) -> str:
     name = db["users"][uid]["name"]
     return rng.choice(
-        [f"Hi, I'm {name}, user id {uid}.", f"My user id is {uid}.", f"Hello! {name} here (user {uid})."]
+        [
+            f"Hi, I'm {name}, user id {uid}.",
+            f"My user id is {uid}.",
+            f"Hello! {name} here (user {uid}).",
+            f"This is {name}; my user ID: {uid}.",
+            f"Good morning, {uid} speaking.",
+        ]
     )
 
 
@@ -105,7 +111,11 @@ def setup_res_info(rng: random.Random, db: DB) -> tuple[str, Intent]:
     rid = rng.choice(_user_res(db, uid))
     fld = rng.choice(sorted(RES_FIELDS))
     ask = rng.choice(
-        [f"What is the {RES_FIELDS[fld]} on reservation {rid}?", f"Tell me the {RES_FIELDS[fld]} of {rid}."]
+        [
+            f"What is the {RES_FIELDS[fld]} on reservation {rid}?",
+            f"Tell me the {RES_FIELDS[fld]} of {rid}.",
+            f"Could you look up the {RES_FIELDS[fld]} for my booking {rid}?",
+        ]
     )
     return f"{_hello(rng, db, uid)} {ask}", {"user_id": uid, "reservation_id": rid, "field": fld}
 
@@ -120,7 +130,12 @@ def setup_flight_status(rng: random.Random, db: DB) -> tuple[str, Intent]:
     uid = rng.choice(sorted(db["users"]))
     fid = rng.choice(sorted(db["flights"]))
     ask = rng.choice(
-        [f"Is flight {fid} on time?", f"What's the status of flight {fid}?", f"Any news on {fid}?"]
+        [
+            f"Is flight {fid} on time?",
+            f"What's the status of flight {fid}?",
+            f"Any news on {fid}?",
+            f"Is {fid} delayed or cancelled?",
+        ]
     )
     return f"{_hello(rng, db, uid)} {ask}", {"user_id": uid, "flight_id": fid}
 
@@ -137,6 +152,7 @@ def setup_allowance(rng: random.Random, db: DB) -> tuple[str, Intent]:
         [
             f"How many checked bags can I bring for free on {rid}?",
             f"What is the free bag allowance for {rid}?",
+            f"How many free checked bags come with {rid}, in total?",
         ]
     )
     return f"{_hello(rng, db, uid)} {ask}", {"user_id": uid, "reservation_id": rid}

@@ -83,7 +83,11 @@ def setup_cancel(rng: random.Random, db: DB) -> tuple[str, Intent]:
     uid = _uid(rng, db)
     rid = cancel_scenario(rng, db, uid, rng.choice(CANCEL_VARIANTS))
     ask = rng.choice(
-        [f"Please cancel reservation {rid}, {rng.choice(WHY)}.", f"I want to cancel {rid} and get a refund."]
+        [
+            f"Please cancel reservation {rid}, {rng.choice(WHY)}.",
+            f"I want to cancel {rid} and get a refund.",
+            f"Cancel {rid} for me please; {rng.choice(WHY)}.",
+        ]
     )
     return f"{_hello(rng, db, uid)} {ask}", {"user_id": uid, "reservation_id": rid}
 
@@ -125,6 +129,7 @@ def setup_multi_cancel(rng: random.Random, db: DB) -> tuple[str, Intent]:
         [
             f"Cancel my reservations {listed} wherever the policy allows.",
             f"I'd like to cancel {listed}, if allowed.",
+            f"Please cancel {listed} if the rules allow it.",
         ]
     )
     return f"{_hello(rng, db, uid)} {ask}", {"user_id": uid, "reservation_ids": rids}
@@ -167,7 +172,11 @@ def setup_add_bags(rng: random.Random, db: DB) -> tuple[str, Intent]:
             "payment_id": pay,
         }
     ask = rng.choice(
-        [f"Add {n} checked bags to {rid}, paid with {pay}.", f"I need {n} more bags on {rid}; use {pay}."]
+        [
+            f"Add {n} checked bags to {rid}, paid with {pay}.",
+            f"I need {n} more bags on {rid}; use {pay}.",
+            f"Please put {n} extra checked bags on {rid} and charge {pay}.",
+        ]
     )
     return f"{_hello(rng, db, uid)} {ask}", {
         "user_id": uid,
@@ -216,6 +225,7 @@ def setup_compensation(rng: random.Random, db: DB) -> tuple[str, Intent]:
         [
             f"My flight {fid} on reservation {rid} was {claim}. I want compensation.",
             f"Flight {fid} ({rid}) got {claim}, what do I get?",
+            f"{fid} on my booking {rid} was {claim}; is there any compensation?",
         ]
     )
     return f"{_hello(rng, db, uid)} {ask}", {"user_id": uid, "reservation_id": rid, "flight_id": fid}
@@ -279,7 +289,12 @@ def setup_change_flight(rng: random.Random, db: DB) -> tuple[str, Intent]:
     f = db["flights"][fid]
     date = _open_date(rng, db, fid, cabin, db["reservations"][rid]["passengers"], f["date"])
     pref, pay = rng.choice(sorted(PREFS)), _card(db, uid)
-    ask = f"Please move {rid} to a flight on {date}, {PREFS[pref]}; charge any difference to {pay}."
+    ask = rng.choice(
+        [
+            f"Please move {rid} to a flight on {date}, {PREFS[pref]}; charge any difference to {pay}.",
+            f"Can you change {rid} to {date}? I'd like {PREFS[pref]}. Use {pay} for any fare difference.",
+        ]
+    )
     intent = {"user_id": uid, "reservation_id": rid, "date": date, "preference": pref, "payment_id": pay}
     return f"{_hello(rng, db, uid)} {ask}", intent
 
@@ -329,9 +344,12 @@ def setup_book(rng: random.Random, db: DB) -> tuple[str, Intent]:
         else _gift(rng, db, uid, cost + 100 if variant == "gift" else cost // 2)
     )
     extra = "with travel insurance" if ins else "without insurance"
-    ask = (
-        f"Book {pax} {cabin.replace('_', ' ')} seat(s) from {f['origin']} to {f['destination']} on {date}, "
-        f"{PREFS[pref]}, {extra}, paid with {pay}."
+    seats = f"{pax} {cabin.replace('_', ' ')} seat(s) from {f['origin']} to {f['destination']} on {date}"
+    ask = rng.choice(
+        [
+            f"Book {seats}, {PREFS[pref]}, {extra}, paid with {pay}.",
+            f"I need {seats}. Pick {PREFS[pref]}, {extra}, and charge {pay}.",
+        ]
     )
     intent = {
         "user_id": uid,
