@@ -3,7 +3,7 @@
 sgcd reference show RUN_DIR_OR_GROUPS.jsonl [--index N] [--summarizer SPEC] [--recompute]
     evidence and reference side by side for each group record (a run's samples/*.jsonl, or a group file
     written by group_to_json / `demo --write`); the stored reference is shown unless --recompute or none.
-sgcd reference demo [--env airline-lite] [--split train] [--index 8] [--agents gold,noisy:0.3,...]
+sgcd reference demo [--env airline-lite] [--split train] [--index 19] [--agents gold,noisy:0.3,...]
     runs scripted siblings on one task, then prints the evidence, the reference and the teacher's system
     prompt; --write FILE appends the group as one JSON line (a file `show` reads).
 """
@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     demo = sub.add_parser("demo", help="scripted siblings on one task -> evidence, reference, teacher prompt")
     demo.add_argument("--env", default="airline-lite", help="domain name (default airline-lite)")
     demo.add_argument("--split", default="train")
-    demo.add_argument("--index", type=int, default=8, help="task index in the split (default 8)")
+    demo.add_argument("--index", type=int, default=19, help="task index in the split (default 19)")
     demo.add_argument(
         "--agents", default=DEMO_AGENTS, help=f"comma-separated scripted agents (default {DEMO_AGENTS})"
     )
