@@ -114,3 +114,54 @@ def test_openai_policy_end_to_end_against_a_local_double(tmp_path):
         assert main(args + ["--option", "test_size=4", "--no-progress", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["success_rate"] == 1.0 and data["n_tasks"] == 4 and data["tool_errors"] == 0
+
+
+class CounterDomain:
+    """A toy domain (not airline-lite): task k asks for k increments then the answer "k"."""
+
+    name = "counter"
+
+    def splits(self):
+        return ["test"]
+
+    def tasks(self, split):
+        from sgcd.envs.base import Task
+
+        return [Task(f"counter/{k}", split, f"k{k}", f"increment {k} times") for k in range(4)]
+
+    def gold_turns(self, task):
+        from sgcd.envs.toolcalls import format_tool_call
+
+        k = int(task.family[1:])
+        return [format_tool_call("peek", {})] + [format_tool_call("inc", {"by": 1})] * k + [str(k)]
+
+    def is_write_tool(self, name):
+        return name == "inc"
+
+    def make_env(self, task):
+        from sgcd.envs.toolcalls import ToolEnv, ToolSpec
+        from sgcd.types import Message, Observation
+
+        state = {"n": 0}
+        schema = {"type": "object", "properties": {"by": {"type": "integer"}}, "required": ["by"]}
+        tools = {
+            "inc": ToolSpec(
+                "inc", "add", schema, lambda a: str(state.__setitem__("n", state["n"] + a["by"])), True
+            ),
+            "peek": ToolSpec("peek", "read", {"type": "object", "properties": {}}, lambda a: str(state["n"])),
+        }
+        k = int(task.family[1:])
+        opening = Observation((Message("user", task.instruction),), tuple(t.schema() for t in tools.values()))
+        return ToolEnv(task, opening, tools, lambda ans: (float(state["n"] == k and ans == str(k)), {}))
+
+
+def test_generic_pieces_work_on_any_domain_with_the_hooks():
+    dom = CounterDomain()
+    gold = evaluate(make_runner("scripted:gold", dom), dom, "test", progress=False)
+    assert gold.success_rate == 1.0 and gold.health["write_share"] == pytest.approx(
+        3 / 4
+    )  # k = 0 has no write
+    ro = evaluate(make_runner("scripted:read-only", dom), dom, "test", progress=False)
+    # read-only succeeds only on k = 0, the one task whose gold has no write
+    assert [r.success for r in ro.records] == [True, False, False, False]
+    assert [r.gold_has_write for r in ro.records] == [False, True, True, True]
