@@ -26,7 +26,7 @@ def synthetic_root(tmp_path_factory, appworld_python) -> Path:
     return build_synthetic_root(tmp_path_factory.mktemp("appworld") / "root", appworld_python)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def domain(synthetic_root, appworld_python):
     from sgcd.envs.appworld import make_domain
 
