@@ -124,3 +124,19 @@ def test_property_no_evidence_literal_survives(rid, answer, secret):
     for lit in (rid, answer, secret):
         assert lit.lower() not in text
     assert sum(counts.values()) >= 6
+
+
+def test_tool_and_parameter_names_with_digits_are_public():
+    tools = ({"type": "function", "function": {"name": "get_user_v2", "parameters": {"type": "object",
+              "properties": {"address1": {"type": "string"}}}}},)  # fmt: skip
+    eps = [
+        episode("s", True, [call("get_user_v2", address1="12 Elm St")], "ok"),
+        episode("f", False, [], "no"),
+    ]
+    ev = select_evidence(eps, tools=tools)
+    ref = CreditReference.model_validate(
+        {"task_summary": "call get_user_v2 with address1 = 12 Elm St, not user X9Y8Z7", "steps": []}
+    )
+    out, counts = guard_reference(ref, ev)
+    assert out.task_summary == "call get_user_v2 with address1 = <address1>, not user <id>"
+    assert counts == {"literal": 1, "id": 1}

@@ -50,12 +50,18 @@ def _walk(value: Any, key: str) -> Iterator[tuple[str, Any]]:
         yield key, value
 
 
-def _schema_words(tools: tuple[dict[str, Any], ...]) -> set[str]:
-    """Lower-cased strings the tool schemas spell out (enum members, names): public to the student."""
-    words: set[str] = set()
-    for _, v in _walk(json.loads(json.dumps(tools, default=str)), "tools"):
-        if isinstance(v, str) and len(v) <= 64:
-            words.add(v.lower())
+def _schema_words(value: Any, words: set[str] | None = None) -> set[str]:
+    """Lower-cased strings the tool schemas spell out (enum members, tool and parameter names): public."""
+    words = set() if words is None else words
+    if isinstance(value, dict):
+        for k, v in value.items():
+            words.add(str(k).lower())
+            _schema_words(v, words)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _schema_words(v, words)
+    elif isinstance(value, str) and len(value) <= 64:
+        words.add(value.lower())
     return words
 
 
@@ -67,7 +73,7 @@ def _pattern_literals(text: str, out: dict[str, str]) -> None:
 
 def collect_literals(evidence: GroupEvidence) -> dict[str, str]:
     """literal (as it appears) -> abstract placeholder, for every literal the guard must keep out."""
-    public = _schema_words(evidence.tools)
+    public = _schema_words(json.loads(json.dumps(evidence.tools, default=str)))
     literals: dict[str, str] = {}
     texts = [evidence.instruction]
     for ep in evidence.successes + evidence.failures:
@@ -104,6 +110,7 @@ class LeakageGuard:
 
     def __init__(self, evidence: GroupEvidence) -> None:
         self.literals = collect_literals(evidence)
+        self._public = _schema_words(json.loads(json.dumps(evidence.tools, default=str)))
         self._lower = {lit.lower(): ph for lit, ph in self.literals.items()}
         self._regex = _literal_regex(self.literals)
         self.counts: Counter[str] = Counter()
@@ -119,6 +126,8 @@ class LeakageGuard:
         for kind, regex in _PATTERNS:
 
             def pattern(m: re.Match[str], kind: str = kind) -> str:
+                if m.group(0).lower() in self._public:  # a tool or parameter name such as get_user_v2
+                    return m.group(0)
                 self.counts[kind] += 1
                 return f"<{kind}>"
 
