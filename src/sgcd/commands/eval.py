@@ -120,3 +120,7 @@ def print_result(result: Any) -> None:
         fam.add_row(name, str(int(row["n"])), f"{row['success']:.3f}", f"{row['mean_turns']:.2f}")
     console.print(fam)
     console.print("tool-use health: " + ", ".join(f"{k} {v:.3f}" for k, v in result.health.items()))
+    if result.extra:
+        console.print(
+            f"{result.domain} metrics: " + ", ".join(f"{k} {v:.1f}" for k, v in result.extra.items())
+        )

@@ -57,6 +57,8 @@ class EvalResult:
     health: dict[str, float]
     records: list[EvalRecord] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list, repr=False)  # kept in memory, not written
+    # domain-specific metrics from the domain's optional `extra_metrics(episodes) -> dict` (AppWorld: tgc, sgc)
+    extra: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self, with_records: bool = True) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("records", "episodes")}
@@ -171,7 +173,11 @@ def evaluate(
                 records.append(record_of(task, trial, ep, has_write[task.task_id]))
                 episodes.append(ep)
             advance(len(chunk))
-    return summarize(domain.name, split, policy, trials, records, episodes)
+    result = summarize(domain.name, split, policy, trials, records, episodes)
+    hook = getattr(domain, "extra_metrics", None)
+    if callable(hook):
+        result.extra = dict(hook(episodes))
+    return result
 
 
 class _progress:
