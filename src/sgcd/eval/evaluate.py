@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class EvalResult:
     extra: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self, with_records: bool = True) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("records", "episodes")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("records", "episodes")}
         out["pass_k"] = {str(k): v for k, v in self.pass_k.items()}
         if with_records:
             out["records"] = [asdict(r) for r in self.records]
