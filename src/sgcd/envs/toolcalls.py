@@ -205,7 +205,7 @@ class ToolEnv:
     """A single-use tool-use episode. Domains subclass it (or pass callables) and supply the verifier.
 
     task: the domain's Task; opening: the reset() observation; tools: name -> ToolSpec;
-    verify(final_answer, counts) -> (reward, breakdown) runs once when the agent answers.
+    verify(final_answer) -> (reward, breakdown) runs once, when the agent answers (never on a limit).
     """
 
     task: Any
