@@ -167,3 +167,16 @@ def test_a_success_s_failed_call_is_never_helpful_and_is_left_out_of_the_alignme
     assert "at action 1" in ref.first_divergence.description
     # both successes answer "ok 123"; f1 and f2 leave out the number
     assert "2/2 failures' final answers leave out details every success states" in ref.failure_modes
+
+
+def test_long_references_keep_the_most_confident_steps_in_order():
+    # success: [a]; failure i: [f_i] for i < 20 -> 21 signatures. a: 1/1 - 0/20 = 1 (helpful);
+    # each f_i: |0 - 1/20| = 0.05 (neutral). max_steps=16 keeps a and the first 15 f_i, in order.
+    eps = [episode("s", True, [call("a")], "ok")]
+    eps += [episode(f"f{i}", False, [call(f"f{i}")], "no") for i in range(20)]
+    ref = offline_reference(select_evidence(eps), max_steps=16)
+    assert [s.tool for s in ref.steps] == ["a"] + [f"f{i}" for i in range(15)]
+    assert ref.steps[0].confidence == 1.0 and ref.steps[1].confidence == 0.05
+    assert (
+        ref.first_divergence.step_id == "S1"
+    )  # every failure departs at action 1, where the success calls a
