@@ -149,3 +149,19 @@ def test_function_call_mode(domain, synthetic_root, appworld_python):
     end = call("supervisor__complete_task")
     assert end.done and end.reward == 1.0 and end.info["pass_count"] == 3
     fdomain.close()
+
+
+def test_sgcd_eval_prints_tgc_and_sgc(synthetic_root, appworld_python, tmp_path, capsys):
+    from sgcd.cli import main
+
+    replay = tmp_path / "replay.jsonl"
+    with replay.open("w") as f:
+        for tid in SPLITS["test_normal"]:
+            code = (wrong_script if tid == "5a1e0b2_2" else correct_script)(tid)
+            f.write(json.dumps({"task_id": tid, "turns": [reply(code)]}) + "\n")
+    args = ["eval", "--env", "appworld", "--split", "test_normal", "--policy", f"replay:{replay}"]
+    args += ["--option", f"root={synthetic_root}", "--option", f"python={appworld_python}"]
+    args += ["--option", "workers=1", "--no-progress"]
+    assert main(args) == 0
+    # 4 of 5 pass (TGC 80); scenario 5a1e0b2 has the failing task (SGC 1 of 2 = 50)
+    assert "appworld metrics: tgc 80.0, sgc 50.0" in capsys.readouterr().out

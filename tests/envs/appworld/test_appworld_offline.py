@@ -70,3 +70,14 @@ def test_call_to_code_maps_app_api_and_rejects_other_names():
     assert code == 'print(apis.spotify.show_song(**json.loads("{\\"song_id\\": 3}")))'
     assert call_to_code("spotify.show_song", {}) is None
     assert call_to_code("os__system; import os", {}) is None
+
+
+def test_cluster_preset_loads_and_fits_the_worker_pool():
+    from sgcd.trainer.config import make_config
+
+    cfg = make_config("appworld")
+    assert cfg.env.name == "appworld" and cfg.env.eval_split in ("dev", "test_normal")
+    env = AppWorldConfig.from_options(**cfg.env.options)
+    # every rollout round opens tasks_per_round x group_size worlds at once, one worker each
+    assert env.workers >= cfg.sampling.tasks_per_round * cfg.sampling.group_size
+    assert env.max_turns >= cfg.sampling.max_turns
