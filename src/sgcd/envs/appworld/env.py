@@ -279,6 +279,15 @@ class AppWorldEnv:
         except (WorkerDied, WorkerError):
             self.pool.discard(worker)
 
+    def __del__(self) -> None:
+        # an env dropped mid-episode (a runner error) must not keep its worker busy forever
+        worker, self._worker = getattr(self, "_worker", None), None
+        if worker is not None:
+            try:
+                self.pool.discard(worker)
+            except Exception:  # interpreter shutdown: the pool's atexit close handles the rest
+                pass
+
     def episode(self) -> Episode:
         """The episode so far (the rollout loop asks when it truncates): frees the worker without evaluating."""
         if self._final is not None:
