@@ -10,8 +10,8 @@ one shared large database, and "today" is a fixed date, so outputs stay short en
 
 from __future__ import annotations
 
-import copy
 import hashlib
+import json
 import random
 from typing import Any
 
@@ -161,4 +161,5 @@ def generate_db(seed: int) -> DB:
 
 
 def clone(db: DB) -> DB:
-    return copy.deepcopy(db)
+    """A deep copy (a JSON round trip: the database is plain JSON, and this is ~4x faster than deepcopy)."""
+    return json.loads(json.dumps(db))
