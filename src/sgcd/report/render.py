@@ -141,6 +141,26 @@ def _progress(enabled: bool):
     return Progress(transient=True, console=Console(stderr=True))
 
 
+def _read_all_groups(run: RunData, bar) -> list[Group]:
+    """Every group of every sample file (the histograms use them all; the heatmaps a selection)."""
+    task = bar.add_task("reading samples", total=len(run.sample_files)) if bar else None
+    groups: list[Group] = []
+    for path in run.sample_files:
+        groups += read_groups(path, run.run_dir)
+        if bar:
+            bar.advance(task)
+    return groups
+
+
+def _histograms(splits: F.WeightSplits, eps: float) -> list[F.Figure]:
+    if not any(splits.by_outcome.values()):
+        return []
+    return [
+        F.histogram_figure(splits.by_outcome, eps, "w by outcome (action tokens)", "hist_outcome"),
+        F.histogram_figure(splits.by_type, eps, "w by token type (action tokens)", "hist_token_type"),
+    ]
+
+
 def build_report(
     run_dir: Path | str,
     out: Path | str | None = None,
@@ -153,28 +173,13 @@ def build_report(
     out_path = Path(out) if out is not None else run.run_dir / "report.html"
     fig_dir = out_path.parent / f"{out_path.stem}_figures"
     with _progress(progress) as bar:
-        task = bar.add_task("reading samples", total=len(run.sample_files)) if bar else None
-        groups: list[Group] = []
-        for path in run.sample_files:
-            groups += read_groups(path, run.run_dir)
-            if bar:
-                bar.advance(task)
+        groups = _read_all_groups(run, bar)
         if bar:
             bar.add_task("drawing figures", total=None)
         series = F.metric_series(run.metrics)
         headline = save_figures(F.headline_figures(series), fig_dir)
         splits = F.collect_weights(groups)
-        hist_figs = []
-        if any(splits.by_outcome.values()):
-            hist_figs = [
-                F.histogram_figure(
-                    splits.by_outcome, run.eps, "w by outcome (action tokens)", "hist_outcome"
-                ),
-                F.histogram_figure(
-                    splits.by_type, run.eps, "w by token type (action tokens)", "hist_token_type"
-                ),
-            ]
-        hists = save_figures(hist_figs, fig_dir)
+        hists = save_figures(_histograms(splits, run.eps), fig_dir)
         payload = H.build_payload(H.select_groups(groups, max_groups), run.eps, max_tokens=max_tokens)
     notes = list(run.notes)
     dropped = ""
