@@ -51,8 +51,13 @@ def _trajectory(rng: random.Random, success: bool, advantage: float, eps: float,
     student = [-abs(rng.gauss(0.8, 0.6)) for _ in range(n)]
     teacher = [s + rng.gauss(0.0, 0.4) for s in student]
     weights = [min(max(1.0 + rng.gauss(0.0, eps / 2), 1 - 2 * eps), 1 + 2 * eps) if m else 1.0 for m in mask]
+    calls = [{"name": "get_reservation_details", "error": False, "is_write": False},
+             {"name": "cancel_reservation", "error": not success, "is_write": True}]  # fmt: skip
+    episode = {"steps": [{"turn": 0, "calls": calls}],
+               "info": {"reason": "final_answer", "verifier": {"db_match": success, "answer_ok": success}}}  # fmt: skip
     return {
         "reward": 1.0 if success else 0.0,
+        "episode": episode,
         "success": success,
         "advantage": advantage,
         "tokens": tokens,

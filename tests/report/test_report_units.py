@@ -108,3 +108,22 @@ def test_headline_picks_success_keys_not_counts():
     series = {k: ([0], [0.0]) for k in ("eval/success", "eval/n_tasks", "eval/pass^2", "eval/write_share")}
     # "eval/success" first (exact), then "*success*" adds nothing new, then "pass*" adds eval/pass^2
     assert _match(series, HEADLINES["held-out success"]) == ["eval/success", "eval/pass^2"]
+
+
+def test_episode_lines_from_a_text_level_episode():
+    from sgcd.report.rundir import episode_lines
+
+    episode = {
+        "steps": [
+            {"calls": [{"name": "get_reservation", "error": False, "is_write": False}]},
+            {"calls": [{"name": "cancel", "error": True}, {"name": "book", "is_write": True}]},
+            {"calls": []},
+        ],
+        "info": {"reason": "final_answer", "verifier": {"db_match": False, "required": {"x": 1}}},
+    }
+    assert episode_lines(episode) == [
+        "calls: get_reservation -> cancel [x] -> book [w]",
+        "ended: final_answer",
+        "verifier: db_match=False",  # nested values are left out
+    ]
+    assert episode_lines(None) == [] and episode_lines({}) == ["calls: none"]

@@ -46,6 +46,31 @@ class Sibling:
     student_logprobs: list[float]
     turn_ids: list[int]
     token_ids: list[int]
+    episode_lines: list[str] = field(default_factory=list)  # short text-level facts: calls, ending, verifier
+
+
+def episode_lines(episode: Any) -> list[str]:
+    """A few short lines from a text-level episode dict: the calls in order (x = error, w = state-changing),
+    how it ended and what the verifier said. Unknown shapes give no lines rather than an error."""
+    if not isinstance(episode, dict):
+        return []
+    lines = []
+    calls = []
+    for step in episode.get("steps") or []:
+        for call in (step.get("calls") or []) if isinstance(step, dict) else []:
+            if isinstance(call, dict):
+                mark = " [x]" if call.get("error") else (" [w]" if call.get("is_write") else "")
+                calls.append(f"{call.get('name', '?')}{mark}")
+    lines.append("calls: " + (" -> ".join(calls) if calls else "none"))
+    info = episode.get("info") if isinstance(episode.get("info"), dict) else {}
+    if "reason" in info:
+        lines.append(f"ended: {info['reason']}")
+    verifier = info.get("verifier")
+    if isinstance(verifier, dict):
+        facts = [f"{k}={v}" for k, v in verifier.items() if isinstance(v, (bool, int, float, str))]
+        if facts:
+            lines.append("verifier: " + ", ".join(facts))
+    return lines
 
 
 @dataclass

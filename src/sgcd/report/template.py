@@ -35,6 +35,7 @@ pre{background:#fff;border:1px solid #d0d7de;padding:8px;overflow:auto;font-size
 .sibs{display:grid;grid-auto-flow:column;grid-auto-columns:minmax(330px,1fr);gap:8px;overflow-x:auto;flex:1}
 .sib{border:1px solid #d0d7de;min-width:0} .sibhead{padding:4px 6px;font-size:12px;background:#f3f5f7;border-bottom:1px solid #d0d7de}
 .sib.ok .sibhead{border-top:4px solid #2da44e} .sib.bad .sibhead{border-top:4px solid #cf222e}
+.epi{font-size:11px;color:#57606a;word-break:break-word}
 .badge{display:inline-block;padding:0 6px;border-radius:8px;font-weight:600;color:#fff;font-size:11px}
 .badge.ok{background:#2da44e} .badge.bad{background:#cf222e}
 .traj{font:12px/1.55 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word;
@@ -209,7 +210,8 @@ points="{{ s.points }}"/></svg></td></tr>{% endfor %}</table></details>{% endif 
 {% if g.reference_text %}<details><summary>as the teacher read it</summary><pre>{{ g.reference_text }}</pre></details>{% endif %}
 </div><div class="sibs">{% for s in g.siblings %}<div class="sib {{ 'ok' if s.success else 'bad' }}" data-s="{{ loop.index0 }}">
 <div class="sibhead">#{{ loop.index0 }} <span class="badge {{ 'ok' if s.success else 'bad' }}">{{ 'success' if s.success else 'failure' }}</span>
-reward {{ '%.3g'|format(s.reward) }} &middot; A = {{ '%+.3f'|format(s.advantage) }} &middot; {{ s.tokens|length }} tokens</div>
+reward {{ '%.3g'|format(s.reward) }} &middot; A = {{ '%+.3f'|format(s.advantage) }} &middot; {{ s.tokens|length }} tokens
+{% for line in s.episode_lines %}<div class="epi">{{ line }}</div>{% endfor %}</div>
 <div class="traj" data-g="{{ g.index }}" data-s="{{ loop.index0 }}"></div></div>{% endfor %}
 </div></div></div>{% endfor %}
 {% if not groups %}<p>No sampled groups in this run folder.</p>{% endif %}</section>
