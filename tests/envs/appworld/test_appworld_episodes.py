@@ -165,3 +165,17 @@ def test_sgcd_eval_prints_tgc_and_sgc(synthetic_root, appworld_python, tmp_path,
     assert main(args) == 0
     # 4 of 5 pass (TGC 80); scenario 5a1e0b2 has the failing task (SGC 1 of 2 = 50)
     assert "appworld metrics: tgc 80.0, sgc 50.0" in capsys.readouterr().out
+
+
+def test_batched_model_runner_drives_worlds_in_lockstep(domain):
+    """The token-level rollout (PolicyRunner.run_batch with the tiny model) over AppWorld envs: both worlds open
+    at once, each episode runs to the env's max_turns (4) and is evaluated by AppWorld."""
+    from sgcd.eval import evaluate, make_runner
+
+    runner = make_runner("tiny", domain, max_new_tokens=8, batch_size=2)
+    result = evaluate(runner, domain, "dev", progress=False, batch_size=2)
+    assert [r.task_id for r in result.records] == SPLITS["dev"]
+    for ep in result.episodes:
+        assert ep.info["reason"] == "max_turns (4) reached" and ep.info["num_tests"] == 3
+        assert len(ep.steps) == 4 and not ep.success
+    assert domain.extra_metrics(result.episodes) == {"tgc": 0.0, "sgc": 0.0}
