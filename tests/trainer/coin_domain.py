@@ -28,9 +28,15 @@ class CoinEnv:
         self.turns += 1
         reward = 1.0 if len(assistant_text) % 2 == 0 else 0.0
         # a fake call record on odd task numbers, so tool-use health has something to count
-        calls = (CallRecord("lookup", {}, "ok", is_write=self.turns % 2 == 1),) if "1" in self.task.task_id else ()
+        calls = (
+            (CallRecord("lookup", {}, "ok", is_write=self.turns % 2 == 1),)
+            if "1" in self.task.task_id
+            else ()
+        )
         step = Step(turn=self.turns - 1, text=assistant_text, calls=calls, final=True)
-        return StepResult(messages=(), done=True, reward=reward, info={"reason": "final_answer", "step": step})
+        return StepResult(
+            messages=(), done=True, reward=reward, info={"reason": "final_answer", "step": step}
+        )
 
 
 @dataclass
@@ -43,7 +49,10 @@ class CoinDomain:
         return list(self.sizes)
 
     def tasks(self, split: str) -> list[Task]:
-        return [Task(f"{NAME}/{split}/{i}", split, "coin", f"Say something {i}.") for i in range(self.sizes[split])]
+        return [
+            Task(f"{NAME}/{split}/{i}", split, "coin", f"Say something {i}.")
+            for i in range(self.sizes[split])
+        ]
 
     def make_env(self, task: Task) -> CoinEnv:
         return CoinEnv(task)
@@ -59,9 +68,23 @@ def register() -> None:
 
 # Overrides that make a run on the coin domain fast: tiny model, 2 siblings x 2 tasks, short replies.
 FAST = [
-    "model.name=tiny", "model.sft_warmstart=off", f"env.name={NAME}", "env.eval_split=test",
-    "sampling.group_size=4", "sampling.groups_per_step=2", "sampling.tasks_per_round=2",
-    "sampling.max_sampling_rounds=2", "sampling.max_new_tokens=12", "sampling.max_turns=1",
-    "sampling.max_tokens=32", "algorithm.minibatch_size=4", "algorithm.microbatch_size=2", "optim.lr=1e-3",
-    "logging.progress=false", "eval.limit=2", "eval.every=2", "checkpoint.every=1", "logging.sample_groups=2",
+    "model.name=tiny",
+    "model.sft_warmstart=off",
+    f"env.name={NAME}",
+    "env.eval_split=test",
+    "sampling.group_size=4",
+    "sampling.groups_per_step=2",
+    "sampling.tasks_per_round=2",
+    "sampling.max_sampling_rounds=2",
+    "sampling.max_new_tokens=12",
+    "sampling.max_turns=1",
+    "sampling.max_tokens=32",
+    "algorithm.minibatch_size=4",
+    "algorithm.microbatch_size=2",
+    "optim.lr=1e-3",
+    "logging.progress=false",
+    "eval.limit=2",
+    "eval.every=2",
+    "checkpoint.every=1",
+    "logging.sample_groups=2",
 ]

@@ -24,7 +24,12 @@ def _parts(seed=0):
 
 
 def _draws(gen):
-    return (random.random(), float(np.random.rand()), float(torch.rand(1)), float(torch.rand(1, generator=gen)))
+    return (
+        random.random(),
+        float(np.random.rand()),
+        float(torch.rand(1)),
+        float(torch.rand(1, generator=gen)),
+    )
 
 
 def test_round_trip_restores_everything(tmp_path):
@@ -50,7 +55,10 @@ def test_keep_last_and_ordering(tmp_path):
     model, opt, sched = _parts()
     for step in (1, 2, 3, 10):
         ckpt.save_checkpoint(tmp_path, ckpt.TrainState(step=step), model, opt, sched, keep_last=2)
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_000003", "step_000010"]  # numeric order
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [
+        "step_000003",
+        "step_000010",
+    ]  # numeric order
 
 
 def test_half_written_checkpoint_is_ignored_and_cleaned(tmp_path):

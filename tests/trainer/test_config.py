@@ -37,8 +37,17 @@ def test_smoke_uses_the_tiny_model():
 
 
 def test_dotted_overrides_apply_and_parse_types():
-    cfg = make_config("smoke", ["algorithm.name=grpo", "credit.eps=0.1", "steps=7", "credit.shuffle=true",
-                                "optim.lr=1e-4", "env.options.train_size=10"])
+    cfg = make_config(
+        "smoke",
+        [
+            "algorithm.name=grpo",
+            "credit.eps=0.1",
+            "steps=7",
+            "credit.shuffle=true",
+            "optim.lr=1e-4",
+            "env.options.train_size=10",
+        ],
+    )
     assert cfg.algorithm.name == "grpo"
     assert cfg.credit.eps == 0.1 and cfg.steps == 7 and cfg.credit.shuffle is True
     assert cfg.optim.lr == pytest.approx(1e-4)
@@ -57,14 +66,23 @@ def test_parse_override_nests():
     [
         ("algorithm.nme=grpo", r"unknown key algorithm\.nme; algorithm allows: name, "),
         ("bogus=1", r"unknown key bogus; top level allows: seed, steps, model, "),
-        ("algorithm.name=ppo", r"algorithm\.name: 'ppo' is not allowed; choose one of: grpo, sgcd, sd-replace, "
-                               r"sd-aux, opd-advantage"),
-        ("credit.teacher=ema", r"credit\.teacher: 'ema' is not allowed; choose one of: pi_old, reference, none"),
+        (
+            "algorithm.name=ppo",
+            r"algorithm\.name: 'ppo' is not allowed; choose one of: grpo, sgcd, sd-replace, "
+            r"sd-aux, opd-advantage",
+        ),
+        (
+            "credit.teacher=ema",
+            r"credit\.teacher: 'ema' is not allowed; choose one of: pi_old, reference, none",
+        ),
         ("credit.eps=1.5", r"credit\.eps: 1\.5 is above the maximum 0\.99"),
         ("sampling.group_size=1", r"sampling\.group_size: 1 is below the minimum 2"),
         ("steps=many", r"steps: expected an integer, got 'many'"),
         ("credit.shuffle=maybe", r"credit\.shuffle: expected true or false, got 'maybe'"),
-        ("algorithm.microbatch_size=64", r"algorithm\.microbatch_size \(64\) must be <= algorithm\.minibatch_size"),
+        (
+            "algorithm.microbatch_size=64",
+            r"algorithm\.microbatch_size \(64\) must be <= algorithm\.minibatch_size",
+        ),
     ],
 )
 def test_bad_values_name_the_field(override, pattern):
@@ -110,5 +128,9 @@ def test_help_lists_the_keys(capsys):
 def test_reference_model_only_when_needed():
     cfg = RunConfig()
     assert not cfg.needs_reference_model  # kl_beta 0 and teacher pi_old: the frozen copy is never loaded
-    assert dataclasses.replace(cfg, algorithm=dataclasses.replace(cfg.algorithm, kl_beta=1e-3)).needs_reference_model
-    assert not dataclasses.replace(cfg, algorithm=dataclasses.replace(cfg.algorithm, name="grpo")).uses_teacher
+    assert dataclasses.replace(
+        cfg, algorithm=dataclasses.replace(cfg.algorithm, kl_beta=1e-3)
+    ).needs_reference_model
+    assert not dataclasses.replace(
+        cfg, algorithm=dataclasses.replace(cfg.algorithm, name="grpo")
+    ).uses_teacher

@@ -50,7 +50,10 @@ class ModelConfig:
         "(cached), on = always, off = never",
         ("auto", "on", "off"),
     )
-    sft_budget: int = _f(60, "SFT warm-start budget in optimizer steps (the cache key includes it)", lo=1)
+    sft_budget: int = _f(
+        40, "SFT warm-start optimizer steps (4 gold trajectories each; cached per budget)", lo=1
+    )
+    sft_lr: float = _f(1e-4, "SFT warm-start peak learning rate", lo=0.0)
 
 
 @dataclass
@@ -65,7 +68,7 @@ class EnvConfig:
 class SamplingConfig:
     group_size: int = _f(4, "G: sibling rollouts per task", lo=2)
     groups_per_step: int = _f(
-        2, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
+        1, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
     )
     tasks_per_round: int = _f(2, "tasks rolled out per sampling round", lo=1)
     max_sampling_rounds: int = _f(
@@ -74,7 +77,7 @@ class SamplingConfig:
     temperature: float = _f(1.0, "sampling temperature for training rollouts", lo=0.0)
     top_p: float = _f(1.0, "nucleus sampling p", lo=0.0, hi=1.0)
     max_new_tokens: int = _f(64, "max tokens per assistant turn", lo=1)
-    max_turns: int = _f(4, "max assistant turns per episode", lo=1)
+    max_turns: int = _f(3, "max assistant turns per episode", lo=1)
     max_tokens: int = _f(384, "max trajectory tokens (after the prompt) per episode", lo=16)
 
 
@@ -111,9 +114,11 @@ class CreditConfig:
         ("pi_old", "reference", "none"),
     )
     divergence: str = _f(
-        "logratio", "D1 sampled-token log-ratio or D2 top-k reverse KL", ("logratio", "topk_kl")
+        "logratio",
+        "D1 sampled-token log-ratio (D2 top-k KL awaits a policy score at given token ids; the sd baselines use "
+        "the sampled-token estimator)",
+        ("logratio",),
     )
-    topk: int = _f(20, "k for topk_kl and for sd-replace/sd-aux KLs", lo=1)
     eps: float = _f(0.2, "weight bound: w in [1-eps, 1+eps] before renormalising", lo=0.0, hi=0.99)
     lam: float = _f(1.0, "lambda: w = (1-lambda) + lambda*w (0 = GRPO)", lo=0.0, hi=1.0)
     level: str = _f("token", "credit granularity", ("token", "turn"))
@@ -172,7 +177,7 @@ class CheckpointConfig:
 class EvalConfig:
     every: int = _f(0, "held-out evaluation every N steps (0 = only before and after)", lo=0)
     trials: int = _f(1, "trials per task", lo=1)
-    limit: int = _f(20, "evaluate only the first N held-out tasks (0 = all)", lo=0)
+    limit: int = _f(10, "evaluate only the first N held-out tasks (0 = all)", lo=0)
     before: bool = _f(True, "evaluate before the first step")
     temperature: float = _f(0.0, "evaluation temperature (0 = greedy)", lo=0.0)
 
@@ -180,7 +185,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     seed: int = _f(0, "seed for task order, sampling and initialisation")
-    steps: int = _f(6, "training steps", lo=0)
+    steps: int = _f(4, "training steps", lo=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

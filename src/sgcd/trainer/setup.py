@@ -32,9 +32,12 @@ def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
     m = cfg.model
     try:
         if wants_sft(cfg):
-            from sgcd.policy.sft import ensure_sft_model
+            from sgcd.policy.sft import SFTConfig, ensure_sft_model
 
-            path = Path(ensure_sft_model(m.name, cfg.env.name, m.sft_budget))
+            budget = SFTConfig(steps=m.sft_budget, lr=m.sft_lr)
+            path = Path(
+                ensure_sft_model(m.name, cfg.env.name, budget, device=m.device, progress=cfg.logging.progress)
+            )
         else:
             path = resolve_model(m.name)
         policy = load_policy(str(path), device=m.device, dtype=m.dtype, seed=cfg.seed)
@@ -132,8 +135,15 @@ def evaluate_policy(policy: Any, domain: Any, cfg: RunConfig) -> dict[str, float
     policy.model.eval()
     try:
         with torch.no_grad():
-            report = evaluate(runner, domain, cfg.env.eval_split, trials=e.trials, limit=e.limit or None,
-                              progress=cfg.logging.progress, policy=cfg.model.name)
+            report = evaluate(
+                runner,
+                domain,
+                cfg.env.eval_split,
+                trials=e.trials,
+                limit=e.limit or None,
+                progress=cfg.logging.progress,
+                policy=cfg.model.name,
+            )
     finally:
         policy.generator.set_state(gen_state)
         policy.model.train(was_training)
