@@ -8,10 +8,14 @@ from sgcd.cli import main
 
 
 def test_bench_core_tiny(tmp_path, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
     out = tmp_path / "bench.json"
     rc = main(["bench", "core", "--batch", "2", "--tokens", "16", "--vocab", "32", "--repeats", "2",
                "--chunk", "5", "--json", str(out)])  # fmt: skip
     assert rc == 0
+    assert torch.get_num_threads() == threads  # the bench's --threads 1 does not leak into the caller
     result = json.loads(out.read_text())
     med = result["median_s"]
     assert med["log_softmax"] > 0 and med["core_total"] > 0

@@ -8,7 +8,8 @@ For B trajectories of T tokens (default 64 x 4096, every token an action token e
   lsm      = torch.log_softmax over a V-token vocabulary for the same B*T tokens, in chunks of --chunk tokens
              (one (chunk, V) float32 logits buffer reused for every chunk: the full (B*T, V) tensor would need
              B*T*V*4 bytes, 51 GB at the defaults)
-and prints the ratio (credit + reshape + loss) / lsm. Target: at most 1%.
+and prints the ratio (credit + reshape + loss) / lsm. Target: at most 1%. Both sides run with the same number of
+torch threads (--threads, default 1; see its help for why).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab", type=int, default=49152, help="vocabulary size V (default 49152, SmolLM2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; median reported")
     parser.add_argument("--chunk", type=int, default=1024, help="tokens per log_softmax chunk (memory bound)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for both sides (default 1: on a shared, oversubscribed CPU, multi-threaded short ops "
+        "wait on descheduled OpenMP threads and the figure measures the machine's load; 0 = torch's default)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the figures as JSON to OUT")
 
@@ -87,14 +94,25 @@ def _time_log_softmax(n_tokens: int, vocab: int, chunk: int, logits_C_V) -> floa
 
 
 def main(args) -> int:
+    """Entry point of `sgcd bench core` (args from add_arguments); returns the exit code."""
+    import torch
+
+    _check(args)
+    threads_before = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads_before)  # callers in the same process (tests) keep their setting
+
+
+def _run(args) -> int:
     import torch
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    _check(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     B, T, V = args.batch, args.tokens, args.vocab
     console = Console()
     batch = _make_batch(B, T, args.seed)
