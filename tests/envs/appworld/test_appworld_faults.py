@@ -104,6 +104,9 @@ def test_hostile_code_is_refused_or_contained(fdomain, tmp_path, monkeypatch):
         # guard bypasses, contained by the worker's audit hook
         "getattr(builtins.__import__('io'), 'FileIO')(MARK, 'w')": "PermissionError: writing files",
         "print(getattr(builtins.__import__('io'), 'FileIO')(SECRET).read())": "outside the AppWorld worker sandbox",
+        # the ground truth sits in the data folder; pathlib reads pass AppWorld's guard, our hook refuses them
+        "import pathlib\nprint(pathlib.Path('data/tasks/TASK/ground_truth/answer.json').read_text())": "outside",
+        "import pathlib\nprint(pathlib.Path(ROOT, 'data', 'datasets', 'train.txt').read_text())": "outside",
         "s = builtins.__import__('socket').socket()\ns.connect(('127.0.0.1', PORT))": "socket.connect is not allowed",
         "getattr(builtins.__import__('os'), 'execv')('/bin/touch', ['touch', MARK])": "os.exec is not allowed",
         # no-op'd by AppWorld's guard while code runs: nothing happens
@@ -114,10 +117,11 @@ def test_hostile_code_is_refused_or_contained(fdomain, tmp_path, monkeypatch):
     }
     for code, expected in attempts.items():
         code = code.replace("MARK", repr(str(mark))).replace("SECRET", repr(str(secret)))
+        code = code.replace("TASK", env.task.task_id).replace("ROOT", repr(str(fdomain.root)))
         r = env.step(reply(code.replace("PORT", str(port)).replace("VICTIM", str(victim.pid))))
         assert not r.done, code
         assert expected in r.messages[0].content, (code, r.messages[0].content)
-        assert "s3cret-value" not in r.messages[0].content
+        assert "s3cret-value" not in r.messages[0].content and "5a1e0a1_1" not in r.messages[0].content
     assert not mark.exists()
     assert victim.poll() is None  # still running
     victim.kill()

@@ -23,8 +23,8 @@ prints can corrupt it. The worker exits when stdin closes or its parent dies.
 
 Containment, on top of AppWorld's own guard (which refuses imports outside an allow-list and no-ops dangerous
 functions): while model code runs, an audit hook refuses network (socket connect/bind/send/resolve), process
-creation and signals, file writes, file reads outside the interpreter's and AppWorld's own trees, ctypes, and new
-audit hooks. The process gets a scrubbed environment (no API keys) and an address-space limit. This is defense in
+creation and signals, file writes, file reads outside the interpreter's and AppWorld's code trees (so not the
+data folder with the ground truth), ctypes, and new audit hooks. The process gets a scrubbed environment (no API keys) and an address-space limit. This is defense in
 depth, not a security boundary: for adversarial models run workers in a container (AppWorld's docker mode).
 """
 
@@ -242,13 +242,12 @@ def main():
 
     import appworld
 
-    root = os.environ.get("APPWORLD_ROOT", os.getcwd())
+    # Not APPWORLD_ROOT/data: it holds every task's ground truth, and a policy trained by RL would learn to read it.
     read_roots = [
         sys.prefix,
         sys.base_prefix,
         sys.exec_prefix,
         os.path.dirname(appworld.__file__),
-        os.path.join(root, "data"),
         "/usr/share/zoneinfo",
         os.devnull,
     ]
