@@ -4,9 +4,9 @@ stdin: {"tasks_json": PATH, "sims": [{"task_id", "termination_reason", "messages
 stdout: {"db_sha256": sha256 of tau2's own airline db.json, "results": [{"task_id", "reward", "db",
 "communicate"}, ...]} in the order of "sims".
 
-This file imports tau2 and nothing from sgcd, so it works in a separate virtual environment (the `tau-ref` extra
-may live there when it cannot share ours). The tau^3 tasks come from our hash-checked tasks.json; the database
-is tau2's packaged db.json, whose hash the caller compares with the published one.
+This file imports tau2 and nothing from sgcd, so it works in a separate virtual environment (the `tau-ref`
+extra may live there when it cannot share ours). The tau^3 tasks come from our hash-checked tasks.json; the
+database is tau2's packaged db.json, whose hash the caller compares with the published one.
 """
 
 import hashlib

@@ -1,4 +1,4 @@
-"""`sgcd eval --env tau3-airline ... --user ...`: per-task JSON with the DB/COMMUNICATE breakdown, clear errors."""
+"""`sgcd eval --env tau3-airline ... --user ...`: per-task JSON with the DB/COMMUNICATE breakdown; errors."""
 
 from __future__ import annotations
 

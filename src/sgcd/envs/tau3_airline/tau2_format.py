@@ -3,8 +3,8 @@
 `to_tau2(episode)` gives a JSON-able dict: `task_id`, `termination_reason` (tau2's TerminationReason values)
 and `messages` shaped like tau2's AssistantMessage / UserMessage / ToolMessage (tool calls with ids
 `call_<turn>_<k>`, tool results carrying the same id and the error flag). tau2's fixed greeting opens the
-conversation, as in tau2. Malformed tool-call markup has no tau2 counterpart (tau2 agents call tools through an
-API): such a block is dropped, and a turn left with neither text nor calls is dropped too; tests/envs/tau3
+conversation, as in tau2. Malformed tool-call markup has no tau2 counterpart (tau2 agents call tools through
+an API): such a block is dropped, and a turn left with neither text nor calls is dropped too; tests/envs/tau3
 cross-checks only well-formed trajectories.
 """
 
