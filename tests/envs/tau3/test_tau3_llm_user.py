@@ -100,3 +100,23 @@ def test_llm_user_needs_an_endpoint(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ValueError, match="--user-base-url"):
         get_domain("tau3-airline", user="openai:sim")
+
+
+def test_openai_policy_and_llm_user_end_to_end_through_evaluate():
+    # Two doubles: one plays the agent (native tool calls), one the user. Task 0: the user wants EHGLP3
+    # cancelled, which policy forbids; gold = no action, nothing to communicate -> any stop with no write = 1.
+    from sgcd.eval import evaluate, make_runner
+
+    agent_script = [reply(None, tool_calls=[("get_user_details", {"user_id": "emma_kim_9957"})])]
+    agent_script.append(reply("I'm sorry, EHGLP3 cannot be cancelled under our policy."))
+    user_script = [reply("Please cancel EHGLP3. I'm emma_kim_9957."), reply("I see. ###STOP###")]
+    with OpenAIDouble(agent_script) as agent_srv, OpenAIDouble(user_script) as user_srv:
+        task, dom = _env(user_srv, task_id="0")
+        runner = make_runner("openai:agent", dom, base_url=agent_srv.base_url)
+        result = evaluate(runner, dom, "base", limit=1, progress=False, policy="openai:agent")
+    (record,) = result.records
+    assert record.task_id == "0" and record.success and record.calls == 1 and record.writes == 0
+    assert record.breakdown == {"db": 1.0, "communicate": 1.0} and record.reason == "user_stop"
+    # the agent saw the tool schemas and the user's first message
+    first = agent_srv.requests[0]["body"]
+    assert len(first["tools"]) == 14 and first["messages"][-1]["content"].startswith("Please cancel EHGLP3")
