@@ -88,6 +88,10 @@ def test_lambda_mixes_with_one():
     # lam = 0.5 on the first example: w = 0.5 + 0.5 * [1.102413, 0.902579, 1.197005, 0.798003]
     w, _ = _w([[0.1, -0.1, 0.3, -0.3]], [1.0], lam=0.5)
     torch.testing.assert_close(w, torch.tensor([[1.051206, 0.951290, 1.098502, 0.899002]]), atol=ATOL, rtol=0)
+    # The same binding clamp as test_final_clamp_binds, seen through lam = 0.5: 0.5 + 0.5 * 1.4 = 1.2 is the
+    # mixed upper bound, so the bound fraction is still 1 of 10.
+    _, m = _w([[9.0] + [-1.0] * 9], [1.0], lam=0.5)
+    assert m["credit/w_frac_at_high"] == pytest.approx(0.1) and m["credit/w_max"] == pytest.approx(1.2)
     w0, _ = _w([[0.1, -0.1, 0.3, -0.3]], [1.0], lam=0.0)  # lam = 0 is exactly GRPO
     assert torch.equal(w0, torch.ones(1, 4))
 

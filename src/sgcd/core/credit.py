@@ -211,7 +211,7 @@ def credit_weights(
     if shuffle:
         w_B_T = shuffle_within_rows(w_B_T, keep_B_T, generator)
 
-    metrics = weight_metrics(w_B_T, adv_B, keep_B_T, eps)
+    metrics = weight_metrics(w_B_T, adv_B, keep_B_T, eps, lam)
     d_mean, d_std, _ = moments_mean_std(row_moments(delta_B_T, keep_B_T))
     c_mean, c_std, _ = moments_mean_std(row_moments(centred_B_T, keep_B_T))
     metrics.update(

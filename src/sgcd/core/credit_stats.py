@@ -26,11 +26,16 @@ def _summary(x_B_T: torch.Tensor, select_B_T: torch.Tensor, prefix: str) -> dict
 
 
 def weight_metrics(
-    weights_B_T: torch.Tensor, advantages_B: torch.Tensor, select_B_T: torch.Tensor, eps: float
+    weights_B_T: torch.Tensor,
+    advantages_B: torch.Tensor,
+    select_B_T: torch.Tensor,
+    eps: float,
+    lam: float = 1.0,
 ) -> dict[str, float]:
     """Weight mean/std/percentiles, fraction at each final bound, split by A>0 / A<0.
 
-    select_B_T: bool, the tokens to describe (the action tokens of reweighted trajectories). Cost: three
+    select_B_T: bool, the tokens to describe (the action tokens of reweighted trajectories). The bounds are those
+    of the final clamp after the lambda mix: (1 - lam) + lam * (1 -/+ 2 eps). Cost: three
     reductions, one gather and one sort of the selected weights (bounds and min/max read off the sorted copy).
     """
     moments = row_moments(weights_B_T, select_B_T, shift=1.0)
@@ -40,8 +45,9 @@ def weight_metrics(
     pct = percentiles(sorted_N, (0.0, *PERCENTILES, 100.0), is_sorted=True)
     for q in PERCENTILES:
         out[f"credit/w_p{int(q)}"] = pct[q]
-    low = torch.tensor([1.0 - 2.0 * eps + 1e-6], dtype=sorted_N.dtype, device=sorted_N.device)
-    high = torch.tensor([1.0 + 2.0 * eps - 1e-6], dtype=sorted_N.dtype, device=sorted_N.device)
+    lo_bound, hi_bound = (1.0 - lam) + lam * (1.0 - 2.0 * eps), (1.0 - lam) + lam * (1.0 + 2.0 * eps)
+    low = torch.tensor([lo_bound + 1e-6], dtype=sorted_N.dtype, device=sorted_N.device)
+    high = torch.tensor([hi_bound - 1e-6], dtype=sorted_N.dtype, device=sorted_N.device)
     n_low = int(torch.searchsorted(sorted_N, low, right=True)) if n else 0
     n_high = n - int(torch.searchsorted(sorted_N, high, right=False)) if n else 0
     out["credit/w_frac_at_low"] = n_low / n if n else 0.0
