@@ -17,10 +17,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from verl_helpers import TASK_INDEX, run_scripted
 
 from sgcd.policy.chat import render_delta, render_prompt
-
-from verl_helpers import TASK_INDEX, run_scripted
 
 
 def _ids(tok, text):
