@@ -107,6 +107,9 @@ def test_hostile_code_is_refused_or_contained(fdomain, tmp_path, monkeypatch):
         # the ground truth sits in the data folder; pathlib reads pass AppWorld's guard, our hook refuses them
         "import pathlib\nprint(pathlib.Path('data/tasks/TASK/ground_truth/answer.json').read_text())": "outside",
         "import pathlib\nprint(pathlib.Path(ROOT, 'data', 'datasets', 'train.txt').read_text())": "outside",
+        # nor is it in memory: walking the heap finds a world that never loaded it
+        "gc = builtins.__import__('gc')\nw = [o for o in gc.get_objects() if type(o).__name__ == 'AppWorld']\n"
+        "print(len(w), w[0].task.ground_truth)": "1 None",
         "s = builtins.__import__('socket').socket()\ns.connect(('127.0.0.1', PORT))": "socket.connect is not allowed",
         "getattr(builtins.__import__('os'), 'execv')('/bin/touch', ['touch', MARK])": "os.exec is not allowed",
         # no-op'd by AppWorld's guard while code runs: nothing happens

@@ -142,6 +142,7 @@ class Worker:
             timeout_seconds=req.get("timeout_seconds", 60),
             random_seed=req.get("random_seed", 100),
             max_interactions=req.get("max_interactions", 1000),
+            load_ground_truth=False,  # nothing in the model's process holds the answers; evaluate loads them
         )
         self._arm_around_cells(world)
         self.world = world
@@ -185,8 +186,11 @@ class Worker:
         }
 
     def op_evaluate(self, req):
+        from appworld.evaluator import evaluate_task
+
         world = self._need_world()
-        tracker = world.evaluate(suppress_errors=True)
+        # what world.evaluate() calls, minus its check that the world itself loaded the ground truth
+        tracker = evaluate_task(world.task_id, experiment_name=world.experiment_name, suppress_errors=True)
         answer = None
         try:
             active = world.requester.request("supervisor", "show_active_task", track=False)
