@@ -1,0 +1,337 @@
+"""Supervised warm-start on gold trajectories, so a small model emits well-formed tool calls before RL.
+
+Examples are built by the rollout code itself: a scripted policy "samples" the domain's gold turns
+(`domain.gold_turns(task)`, each tokenized alone + the end-of-turn token) against the real environment, so
+prompt ids, observation deltas and the action mask are exactly what RL rollouts record. Loss: token-mean
+cross-entropy on action tokens only (mask 1), AdamW, linear warm-up then linear decay, gradient clipping.
+
+Departure from plain SFT (for CPU speed): every airline-lite prompt opens with the same ~1.2k-token system prompt
+(policy + tool schemas). Its keys/values are computed once per step under no_grad and shared by the batch, so
+the loss is exact but its gradient does not flow into how the model encodes that fixed system prompt (the
+tokens after it, including the user's request, are trained normally). Only the action tokens' hidden states go
+through the LM head.
+
+`ensure_sft_model(model, env, config)` caches the result under $SGCD_CACHE/sft, keyed by (model, env, config,
+SFT_VERSION), built atomically under a file lock, so the trainer's default run pays for it once.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgcd.policy.base import Completion, SamplingParams
+from sgcd.types import Trajectory
+
+SFT_VERSION = "1"  # bump when the recipe changes, so cached warm-starts are rebuilt
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    steps: int = 40  # optimizer steps
+    batch_size: int = 4  # gold trajectories per step (distinct train tasks)
+    lr: float = 1e-4  # peak learning rate (AdamW)
+    warmup: int = 4  # linear warm-up steps
+    max_tokens: int = 512  # skip gold trajectories longer than this (after the prompt)
+    grad_clip: float = 1.0
+    seed: int = 0
+    train_layers: int = 8  # train only the top N transformer blocks + final norm (0 = every parameter)
+    prefix_refresh: int = 8  # recompute the shared system-prompt keys/values every N steps
+
+
+@dataclass
+class GoldScript:
+    """A TokenPolicy stand-in whose turns are the given gold texts, tokenized alone (+ end-of-turn)."""
+
+    policy: Any
+    turns: list[str]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.policy, name)
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        out = []
+        for _ in prompts:
+            text = self.turns.pop(0)
+            ids = self.policy.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.policy.eot_id]
+            out.append(Completion(tuple(ids), (0.0,) * len(ids), text, True))
+        return out
+
+
+def gold_trajectories(policy: Any, domain: Any, tasks: list[Any], max_tokens: int = 4096) -> list[Trajectory]:
+    """Gold episodes recorded by the rollout loop (reward-1 ones only, shorter than max_tokens)."""
+    from sgcd.rollout import RolloutLimits, run_episode
+
+    limits = RolloutLimits(max_turns=64, max_tokens=10**6)
+    params = SamplingParams(max_new_tokens=10**6)
+    out = []
+    for task in tasks:
+        traj = run_episode(GoldScript(policy, domain.gold_turns(task)), domain.make_env(task), params, limits)
+        if traj.success and len(traj.token_ids) <= max_tokens:
+            out.append(traj)
+    return out
+
+
+def _batch(trajs: list[Trajectory], P: int, device: Any) -> tuple[torch.Tensor, ...]:
+    """Right-padded ids after the shared prefix, attention mask, and (row, position, target) of action tokens."""
+    seqs = [list(t.prompt_ids[P:]) + list(t.token_ids) for t in trajs]
+    S = max(len(s) for s in seqs)
+    ids_B_S = torch.zeros((len(seqs), S), dtype=torch.long)
+    attn_B_S = torch.zeros((len(seqs), S), dtype=torch.long)
+    rows, cols, tgts = [], [], []
+    for b, (s, t) in enumerate(zip(seqs, trajs)):
+        ids_B_S[b, : len(s)] = torch.tensor(s)
+        attn_B_S[b, : len(s)] = 1
+        off = len(t.prompt_ids) - P
+        for j, m in enumerate(t.action_mask):
+            if m:  # token at off+j is predicted by the hidden state at off+j-1
+                rows.append(b), cols.append(off + j - 1), tgts.append(t.token_ids[j])
+    as_t = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
+    return ids_B_S.to(device), attn_B_S.to(device), as_t(rows), as_t(cols), as_t(tgts)
+
+
+def sft_loss(policy: Any, trajs: list[Trajectory], P: int, prefix_cache: Any) -> torch.Tensor:
+    """Token-mean cross-entropy over the action tokens of `trajs`, after a shared prefix of P tokens."""
+    model = policy.model
+    ids_B_S, attn_B_S, rows, cols, tgts = _batch(trajs, P, policy.device)
+    B, S = ids_B_S.shape
+    kwargs = {}
+    if P:
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(B)
+        kwargs[policy._cache_kw] = cache
+    attn = torch.cat([attn_B_S.new_ones((B, P)), attn_B_S], dim=1)
+    pos_B_S = (P + torch.arange(S, device=ids_B_S.device))[None].expand(B, S)
+    body = getattr(model, model.base_model_prefix)
+    hidden_B_S_H = body(
+        input_ids=ids_B_S, attention_mask=attn, position_ids=pos_B_S, use_cache=bool(P), **kwargs
+    ).last_hidden_state
+    logits_N_V = policy._logits(hidden_B_S_H[rows, cols]).float()
+    return torch.nn.functional.cross_entropy(logits_N_V, tgts)
+
+
+def _shared_prefix(trajs: list[Trajectory]) -> int:
+    first = trajs[0].prompt_ids
+    n = min(len(t.prompt_ids) for t in trajs) - 1
+    for t in trajs[1:]:
+        n = next((i for i in range(n) if t.prompt_ids[i] != first[i]), n)
+    return n
+
+
+def _trainable(model: Any, top: int) -> list[torch.nn.Parameter]:
+    """Freeze all but the top `top` decoder blocks and the final norm (top=0: train everything).
+
+    Frozen blocks build no autograd graph, so their backward pass is skipped entirely: the CPU cost of a step
+    falls roughly by the share of frozen blocks. Embeddings (tied to the LM head in SmolLM2) stay frozen.
+    """
+    if top <= 0:
+        model.requires_grad_(True)
+        return list(model.parameters())
+    body = getattr(model, model.base_model_prefix)
+    model.requires_grad_(False)
+    for block in list(body.layers)[-top:]:
+        block.requires_grad_(True)
+    if getattr(body, "norm", None) is not None:
+        body.norm.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: bool = True) -> list[float]:
+    """Optimise policy.model on `trajs` (config.batch_size per step, cycling); returns the loss per step."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    model = policy.model
+    model.train()
+    params = _trainable(model, config.train_layers)
+    opt = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
+
+    def lr_at(step: int) -> float:  # linear warm-up, then linear decay to 10% of the peak
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        frac = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return 1.0 - 0.9 * frac
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    P, cache = _shared_prefix(trajs), None
+    body = getattr(model, model.base_model_prefix)
+    losses: list[float] = []
+    columns = [
+        TextColumn("sft"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, disable=not progress) as bar:
+        job = bar.add_task("sft", total=config.steps, loss="-")
+        for step in range(config.steps):
+            batch = [trajs[(step * config.batch_size + k) % len(trajs)] for k in range(config.batch_size)]
+            if P and step % config.prefix_refresh == 0:
+                with torch.no_grad():
+                    prefix = torch.tensor([list(trajs[0].prompt_ids[:P])], device=policy.device)
+                    cache = body(input_ids=prefix, use_cache=True)[policy._cache_kw]
+            loss = sft_loss(policy, batch, P, cache)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.update(job, advance=1, loss=f"{loss.item():.3f}")
+    model.eval()
+    model.requires_grad_(True)
+    if any(not math.isfinite(x) for x in losses):
+        raise RuntimeError(f"sft diverged (non-finite loss); losses: {losses[-5:]}; lower --lr")
+    return losses
+
+
+def sft(
+    policy_spec: str,
+    domain: str | Any,
+    split: str = "train",
+    config: SFTConfig = SFTConfig(),
+    out: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Warm-start `policy_spec` on gold trajectories of `domain`'s split; save the HF folder to `out`."""
+    from sgcd.envs import get_domain
+    from sgcd.policy.models import load_policy
+
+    dom = get_domain(domain) if isinstance(domain, str) else domain
+    if not hasattr(dom, "gold_turns"):
+        raise ValueError(f"environment {getattr(dom, 'name', domain)!r} has no gold_turns(task) hook for SFT")
+    torch.manual_seed(config.seed)
+    policy = load_policy(policy_spec, device=device)
+    need = config.steps * config.batch_size
+    tasks = dom.tasks(split)[: max(need, 1)]
+    t0 = time.time()
+    trajs = gold_trajectories(policy, dom, tasks, config.max_tokens)
+    if not trajs:
+        raise RuntimeError(f"no usable gold trajectories in {split!r} (all failed or exceeded max_tokens)")
+    losses = train(policy, trajs, config, progress)
+    out = (
+        Path(out)
+        if out
+        else Path("runs") / f"sft-{Path(str(policy_spec)).name}-{getattr(dom, 'name', 'env')}"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    policy.model.save_pretrained(out)
+    policy.tokenizer.save_pretrained(out)
+    meta = {
+        "model": policy_spec,
+        "env": getattr(dom, "name", str(domain)),
+        "split": split,
+        "config": asdict(config),
+        "examples": len(trajs),
+        "tasks_tried": len(tasks),
+        "action_tokens": sum(sum(t.action_mask) for t in trajs),
+        "losses": losses,
+        "seconds": round(time.time() - t0, 1),
+        "sft_version": SFT_VERSION,
+    }
+    (out / "sft.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def sft_cache_key(model_spec: str, env_name: str, config: SFTConfig) -> str:
+    blob = json.dumps([model_spec, env_name, asdict(config), SFT_VERSION], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def ensure_sft_model(
+    model_spec: str,
+    env_name: str,
+    budget: SFTConfig | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """The warm-started model for (model, env, budget), trained once and cached under $SGCD_CACHE/sft."""
+    from filelock import FileLock
+
+    from sgcd.policy.models import cache_dir
+
+    config = budget or SFTConfig()
+    root = cache_dir() / "sft"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"{Path(model_spec).name}-{env_name}-{sft_cache_key(model_spec, env_name, config)}"
+    target = root / name
+    if (target / "sft.json").exists():
+        return target
+    with FileLock(str(root / f"{name}.lock")):
+        if (target / "sft.json").exists():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        try:
+            sft(model_spec, env_name, config=config, out=tmp, device=device, progress=progress)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def turn_health(policy: Any, trajs: list[Trajectory]) -> dict[str, float]:
+    """Share of sampled assistant turns that are well-formed: ended by the model's own end-of-turn token, and
+    either a final answer (no tool markup) or tool calls that all parse as `{"name", "arguments"}` JSON.
+    Also: share of parsed calls the tools rejected (unknown tool, bad arguments, refused), and success."""
+    from sgcd.envs.toolcalls import has_tool_markup, parse_tool_calls
+
+    turns = good = finals = 0
+    for t in trajs:
+        by_turn: dict[int, list[int]] = {}
+        for tok, k in zip(t.token_ids, t.turn_ids):
+            if k >= 0:
+                by_turn.setdefault(k, []).append(tok)
+        for ids in by_turn.values():
+            turns += 1
+            if ids[-1] != policy.eot_id:
+                continue  # cut at max_new_tokens / the token budget: not well-formed
+            text = policy.decode(ids[:-1])
+            if not has_tool_markup(text):
+                good, finals = good + 1, finals + 1
+            else:
+                parsed, errors = parse_tool_calls(text)
+                good += bool(parsed) and not errors
+    calls = [c for t in trajs for step in t.episode.steps for c in step.calls]
+    n = max(1, len(trajs))
+    return {
+        "episodes": len(trajs),
+        "turns": turns,
+        "well_formed": good / max(1, turns),
+        "final_turns": finals / max(1, turns),
+        "tool_reject_rate": sum(c.error for c in calls) / max(1, len(calls)),
+        "success": sum(t.success for t in trajs) / n,
+        "turns_per_episode": turns / n,
+        "truncated": sum(t.truncated for t in trajs) / n,
+    }
+
+
+def evaluate(
+    policy: Any,
+    domain: Any,
+    split: str = "test",
+    n_tasks: int = 40,
+    params: SamplingParams = SamplingParams(temperature=1.0, max_new_tokens=160),
+    seed: int = 0,
+):
+    """Sample one episode per task on the first n_tasks of `split` (all batched); returns turn_health()."""
+    from sgcd.rollout import RolloutLimits, run_batch
+
+    tasks = domain.tasks(split)[:n_tasks]
+    policy.seed(seed)
+    limits = RolloutLimits(max_turns=12, max_tokens=3072)
+    trajs = run_batch(policy, [domain.make_env(t) for t in tasks], params, limits)
+    return turn_health(policy, trajs)
