@@ -1,0 +1,266 @@
+"""`SGCDGRPOTrainer`: TRL's GRPOTrainer with SGCD's token advantages, and the pure function that computes them.
+
+The subclass keeps everything TRL does (data loading, generation-batch buffering, shuffling, the PPO-style
+loss, accelerate/DeepSpeed/FSDP wrapping, logging) and changes two things:
+
+1. Rollouts: `rollout_func` is an `SGCDRollout` (sgcd's multi-turn agent loop on an sgcd domain, env tokens
+   masked through `env_mask` -> `tool_mask`, dynamic sampling by resample-then-mask; see rollout.py).
+2. Advantages: after TRL's `_generate_and_score_completions` builds the batch, `sgcd_token_advantages`
+   replaces its (B,) `advantages` by (B, T) token advantages Ahat = A_i * w_t * m_t from `sgcd.core`:
+   the step's mixed groups are summarized by an sgcd summarizer (credit reference), the live model scores the
+   identical trajectory tokens after the clean prompt (student) and after the teacher prefix (teacher, no grad),
+   and `credit_weights` / `reshape_advantages` give the weights and token advantages. TRL's `_compute_loss`
+   accepts (B, T) advantages as they are and masks with `completion_mask * tool_mask`.
+
+Options (`SGCDOptions`): `advantage="trl"` (default) takes TRL's own (B,) advantages as A_i, so every TRL
+advantage option (scale_rewards, multi-objective aggregation) still applies; `grpo` / `drgrpo` / `rloo` take
+`sgcd.core`'s estimator over the environment rewards, as the reference trainer (sgcd train) does. TRL's GRPO
+divides by (std + 1e-4), sgcd.core's by (std + 1e-6): the two differ in the fourth decimal on small groups.
+`teacher="none"` sets w = 1 without consulting a teacher, so with `advantage="trl"` the update is exactly
+TRL's GRPO update on the same batch (tested parameter for parameter).
+
+Departures: student and teacher log-probs are computed with `HFPolicy.score` (untempered, as in the reference
+trainer) on the unwrapped live model, not with TRL's tempered forward; they only drive the credit weights.
+That forward needs whole parameters on each rank (DDP, ZeRO-1/2); ZeRO-3 / FSDP sharding is not supported.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from sgcd.core.advantages import ADVANTAGE_ESTIMATORS
+from sgcd.core.credit import CREDIT_VARIANTS, credit_weights, reshape_advantages
+from sgcd.integrations.trl.compat import check_trl
+from sgcd.integrations.trl.rollout import RolloutBatch, SGCDRollout, env_reward, task_dataset
+from sgcd.trainer.loop.batch import score_batch
+
+TEACHERS = ("pi_old", "none")
+ADVANTAGES = ("trl", *ADVANTAGE_ESTIMATORS)
+
+
+@dataclass
+class SGCDOptions:
+    """SGCD's side of the TRL trainer (names follow sgcd's RunConfig `credit.*` where they overlap).
+
+    teacher: pi_old (the live policy given the credit reference) | none (w = 1: plain GRPO).
+    summarizer / summarizer_options / max_concurrency: `sgcd.credit_reference.make_summarizer` spec and options.
+    advantage: trl | grpo | drgrpo | rloo (see the module docstring).
+    eps, lam, level, unsigned, failures_only, entropy_gate, gate_h0, gate_min: as in `sgcd.core.credit_weights`.
+    score_microbatch: rows per no-grad scoring forward.
+    """
+
+    teacher: str = "pi_old"
+    summarizer: str = "offline"
+    summarizer_options: dict[str, Any] = field(default_factory=dict)
+    max_concurrency: int = 4
+    advantage: str = "trl"
+    eps: float = 0.2
+    lam: float = 1.0
+    level: str = "token"
+    unsigned: bool = False
+    failures_only: bool = False
+    entropy_gate: bool = False
+    gate_h0: float = 4.0
+    gate_min: float = 0.0
+    score_microbatch: int = 8
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("teacher", self.teacher, TEACHERS),
+            ("advantage", self.advantage, ADVANTAGES),
+            ("level", self.level, ("token", "turn")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"SGCDOptions.{name}={value!r}; choose one of {list(allowed)}")
+        if not 0.0 < self.eps < 1.0 or not 0.0 <= self.lam <= 1.0:
+            raise ValueError(
+                f"SGCDOptions: eps must be in (0, 1) and lam in [0, 1], got {self.eps}, {self.lam}"
+            )
+        if self.score_microbatch < 1:
+            raise ValueError(f"SGCDOptions.score_microbatch must be >= 1, got {self.score_microbatch}")
+
+
+@dataclass
+class SGCDStep:
+    """The SGCD quantities of one generation batch, rows in TRL's (pre-shuffle) order; all on CPU."""
+
+    advantages_B: torch.Tensor  # A_i
+    weights_B_T: torch.Tensor  # w
+    token_advantages_B_T: torch.Tensor  # Ahat = A * w * m
+    mask_B_T: torch.Tensor  # bool: completion_mask * tool_mask
+    student_B_T: torch.Tensor | None = None
+    teacher_B_T: torch.Tensor | None = None
+    references: list[Any] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _padded(rows: list[tuple[int, ...]], T: int, fill: int, dtype: torch.dtype) -> torch.Tensor:
+    out = torch.full((len(rows), T), fill, dtype=dtype)
+    for b, row in enumerate(rows):
+        n = min(len(row), T)
+        out[b, :n] = torch.tensor(row[:n], dtype=dtype)
+    return out
+
+
+def sgcd_token_advantages(
+    policy: Any,
+    batch: RolloutBatch,
+    mask_B_T: torch.Tensor,
+    options: SGCDOptions,
+    *,
+    trl_advantages_B: torch.Tensor | None = None,
+    summarizer: Any = None,
+) -> SGCDStep:
+    """Token advantages (B, T) for a rollout batch, composed from sgcd.core (no second copy of the math).
+
+    policy: the live HFPolicy (scores student and teacher, and encodes teacher prefixes). mask_B_T: the tokens
+    TRL's loss uses (completion_mask * tool_mask), T = TRL's padded completion length. trl_advantages_B: TRL's
+    A_i, needed when options.advantage == "trl". summarizer: needed when options.teacher != "none".
+    """
+    trajs = batch.trajectories
+    mask = mask_B_T.detach().bool().cpu()
+    B, T = mask.shape
+    if len(trajs) != B:
+        raise ValueError(f"sgcd_token_advantages: {len(trajs)} trajectories but TRL's batch has {B} rows")
+    if options.advantage == "trl":
+        if trl_advantages_B is None:
+            raise ValueError("sgcd_token_advantages: advantage='trl' needs trl_advantages_B")
+        adv_B, metrics = trl_advantages_B.detach().float().cpu(), {}
+    else:
+        gid_B = torch.tensor(
+            [k for k, g in enumerate(batch.groups) for _ in g.trajectories], dtype=torch.long
+        )
+        rewards_B = torch.tensor([t.reward for t in trajs], dtype=torch.float32)
+        adv_B, metrics = ADVANTAGE_ESTIMATORS[options.advantage](rewards_B, gid_B)
+    if options.teacher == "none":
+        w_B_T, w_metrics = CREDIT_VARIANTS["grpo"](None, torch.zeros(B, T), adv_B, mask)
+        ahat_B_T, a_metrics = reshape_advantages(adv_B, w_B_T, mask)
+        return SGCDStep(adv_B, w_B_T, ahat_B_T, mask, metrics={**metrics, **w_metrics, **a_metrics})
+    refs = _references(summarizer, batch, options)
+    continuations = [list(t.token_ids) for t in trajs]
+    micro = options.score_microbatch
+    student = score_batch(policy, [list(t.prompt_ids) for t in trajs], continuations, T, micro)
+    teacher = score_batch(
+        policy, _teacher_rows(policy, batch, refs), continuations, T, micro, with_entropy=options.entropy_gate
+    )
+    turns_B_T = _padded([t.turn_ids for t in trajs], T, -1, torch.long)
+    w_B_T, w_metrics = credit_weights(
+        teacher.logprobs_B_T,
+        student.logprobs_B_T,
+        adv_B,
+        mask,
+        options.eps,
+        options.lam,
+        turn_ids=torch.where(mask, turns_B_T, 0).clamp(min=0) if options.level == "turn" else None,
+        teacher_entropy=teacher.entropy_B_T if options.entropy_gate else None,
+        gate_h0=options.gate_h0,
+        gate_min=options.gate_min,
+        signed=not options.unsigned,
+        failures_only=options.failures_only,
+    )
+    ahat_B_T, a_metrics = reshape_advantages(adv_B, w_B_T, mask)
+    delta = (teacher.logprobs_B_T - student.logprobs_B_T)[mask]
+    metrics.update(w_metrics)
+    metrics.update(a_metrics)
+    metrics["credit/teacher_minus_student_mean"] = float(delta.mean()) if delta.numel() else 0.0
+    return SGCDStep(
+        adv_B, w_B_T, ahat_B_T, mask, student.logprobs_B_T, teacher.logprobs_B_T, refs, metrics=metrics
+    )
+
+
+def _references(summarizer: Any, batch: RolloutBatch, options: SGCDOptions) -> list[Any]:
+    """One credit reference per group; None for groups the batch does not train on (not mixed)."""
+    from sgcd.credit_reference import summarize_groups
+
+    if summarizer is None:
+        raise ValueError("sgcd_token_advantages: teacher='pi_old' needs a summarizer")
+    G = [len(g.trajectories) for g in batch.groups]
+    starts = [sum(G[:k]) for k in range(len(G))]
+    live = [k for k, s in enumerate(starts) if bool(batch.kept_B[s]) and G[k] > 0]
+    found = summarize_groups(summarizer, [batch.groups[k] for k in live], options.max_concurrency)
+    refs: list[Any] = [None] * len(batch.groups)
+    for k, ref in zip(live, found):
+        refs[k] = ref
+    return refs
+
+
+def _teacher_rows(policy: Any, batch: RolloutBatch, refs: list[Any]) -> list[list[int]]:
+    """Teacher prefix per row: [system + credit reference] + clean prompt; the clean prompt where ref is None."""
+    from sgcd.credit_reference import teacher_inputs
+
+    rows: list[list[int]] = []
+    for group, ref in zip(batch.groups, refs):
+        rows += teacher_inputs(policy, group, ref).prefixes
+    return rows
+
+
+class SGCDGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose rollouts run on an sgcd domain and whose advantages are SGCD's (B, T) token advantages.
+
+    SGCDGRPOTrainer(model, rollout=SGCDRollout(domain, ...), sgcd=SGCDOptions(...), args=GRPOConfig(...)).
+    reward_funcs defaults to the environment reward; train_dataset to `task_dataset(rollout.domain, split)`.
+    Everything else is passed to GRPOTrainer unchanged (`rollout_func` is ours and may not be given).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        rollout: SGCDRollout,
+        sgcd: SGCDOptions | None = None,
+        reward_funcs: Any = None,
+        train_dataset: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        check_trl(type(self))
+        if "rollout_func" in kwargs:
+            raise ValueError(
+                "SGCDGRPOTrainer: rollout_func is the SGCDRollout passed as rollout=; do not pass one"
+            )
+        self.sgcd = sgcd or SGCDOptions()
+        self.sgcd_rollout = rollout
+        self.sgcd_last: SGCDStep | None = None
+        super().__init__(
+            model,
+            reward_funcs=reward_funcs if reward_funcs is not None else [env_reward],
+            train_dataset=train_dataset
+            if train_dataset is not None
+            else task_dataset(rollout.domain, rollout.split),
+            rollout_func=rollout,
+            **kwargs,
+        )
+        self.sgcd_summarizer = None
+        if self.sgcd.teacher != "none":
+            from sgcd.credit_reference import make_summarizer
+
+            self.sgcd_summarizer = make_summarizer(self.sgcd.summarizer, **self.sgcd.summarizer_options)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        out = super()._generate_and_score_completions(inputs)
+        batch = self.sgcd_rollout.last
+        if batch is None:
+            raise RuntimeError("SGCDGRPOTrainer: the rollout recorded no batch (was rollout_func replaced?)")
+        mask_B_T = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
+        step = sgcd_token_advantages(
+            self.sgcd_rollout.policy(self),
+            batch,
+            mask_B_T,
+            self.sgcd,
+            trl_advantages_B=out["advantages"],
+            summarizer=self.sgcd_summarizer,
+        )
+        adv = out["advantages"]
+        out["advantages"] = step.token_advantages_B_T.to(device=adv.device, dtype=adv.dtype)
+        mode = "train" if self.model.training else "eval"
+        sums: dict[str, float] = defaultdict(float)
+        sums.update(batch.metrics)
+        sums.update({k: float(v) for k, v in step.metrics.items()})
+        for key, value in sums.items():
+            self._metrics[mode][f"sgcd/{key}"].append(value)
+        self.sgcd_last = step
+        return out
