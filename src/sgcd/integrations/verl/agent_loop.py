@@ -12,6 +12,7 @@ and `reward_score` is the domain verifier's reward (verl puts it on the last res
 reward function is needed). The text-level episode and the clean prompt travel in
 `extra_fields["sgcd"]` (JSON), which the SGCD trainer reads to build the credit reference.
 
+Domain options (a tau3-airline user simulator, an AppWorld root) come from the config's `sgcd.env_options`.
 Limits: `actor_rollout_ref.rollout.multi_turn.max_assistant_turns` (0/None: 16) and the response budget
 `rollout.response_length`, cut exactly like `sgcd.rollout.loop` (a turn overrunning the budget is cut and not
 sent to the env). Departure from verl's `tool_agent_loop`: tool calls are parsed and executed by our env
@@ -44,13 +45,18 @@ _TASKS: dict[tuple[str, str], dict[str, Any]] = {}
 _LOCK = threading.Lock()
 
 
-def find_task(env_name: str, split: str, task_id: str) -> tuple[Any, Any]:
-    """(domain, task) for a dataset row; domains and their task lists are built once per process."""
+def find_task(
+    env_name: str, split: str, task_id: str, options: dict[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """(domain, task) for a dataset row; domains and their task lists are built once per process.
+
+    options: the domain's factory options (config `sgcd.env_options`), the same for every row of a run.
+    """
     from sgcd.envs.base import get_domain
 
     with _LOCK:
         if env_name not in _DOMAINS:
-            _DOMAINS[env_name] = get_domain(env_name)
+            _DOMAINS[env_name] = get_domain(env_name, **dict(options or {}))
         domain = _DOMAINS[env_name]
         if (env_name, split) not in _TASKS:
             _TASKS[(env_name, split)] = {t.task_id: t for t in domain.tasks(split)}
@@ -102,6 +108,8 @@ class SGCDAgentLoop(AgentLoopBase):
         self.codec = TokenizerCodec(self.tokenizer)
         multi_turn = self.rollout_config.get("multi_turn", {}) or {}
         max_turns = multi_turn.get("max_assistant_turns") or DEFAULT_MAX_TURNS
+        sgcd_block = self.config.get("sgcd", None) or {}
+        self.env_options = dict(sgcd_block.get("env_options", None) or {})
         self.limits = RolloutLimits(
             max_turns=int(max_turns), max_tokens=int(self.rollout_config.response_length)
         )
@@ -109,7 +117,7 @@ class SGCDAgentLoop(AgentLoopBase):
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         env_name, split, task_id = row_task(kwargs.get("extra_info"))
         loop = asyncio.get_running_loop()
-        domain, task = await loop.run_in_executor(None, find_task, env_name, split, task_id)
+        domain, task = await loop.run_in_executor(None, find_task, env_name, split, task_id, self.env_options)
         env = domain.make_env(task)
         rec = await loop.run_in_executor(None, EpisodeRecorder.start, self.codec, env)
         request_id = uuid4().hex

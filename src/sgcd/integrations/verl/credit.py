@@ -27,6 +27,7 @@ class SGCDOptions:
     summarizer_options: its keyword options (base_url, api_key_env, cache_dir, ...).
     success_threshold: reward at or above which a sibling counts as a success (mixed groups, the reference).
     seed: seeds the generator of the `shuffle` control.
+    env_options: the domain factory's options, read by the `sgcd_agent` loop (e.g. tau3-airline's user).
     """
 
     variant: str = "sgcd"
@@ -37,6 +38,7 @@ class SGCDOptions:
     summarizer_options: dict[str, Any] | None = None
     success_threshold: float = 1.0
     seed: int = 0
+    env_options: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, config: Any) -> SGCDOptions:
@@ -47,8 +49,9 @@ class SGCDOptions:
             raise ValueError(
                 f"sgcd config: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
             )
-        if raw.get("summarizer_options") is not None:
-            raw["summarizer_options"] = dict(raw["summarizer_options"])
+        for key in ("summarizer_options", "env_options"):
+            if raw.get(key) is not None:
+                raw[key] = dict(raw[key])
         opts = cls(**raw)
         if opts.variant not in CREDIT_VARIANTS or opts.variant in ("sgcd-gate", "sgcd-topk"):
             usable = sorted(set(CREDIT_VARIANTS) - {"sgcd-gate", "sgcd-topk"})
