@@ -141,3 +141,42 @@ def test_bad_options_name_the_field():
         SGCDOptions(advantage="ppo")
     with pytest.raises(ValueError, match="eps must be in"):
         SGCDOptions(eps=1.5)
+
+
+class FakeVLLMClient:
+    """TRL's VLLMClient.generate interface: ids in; ids and per-token [sampled logprob] lists out."""
+
+    def __init__(self, replies):
+        self.replies, self.requests = replies, []
+
+    def generate(self, prompts, **kw):
+        self.requests.append((prompts, kw))
+        ids = [self.replies[i % len(self.replies)] for i in range(len(prompts))]
+        return {"completion_ids": ids, "logprobs": [[[-0.5]] * len(r) for r in ids]}
+
+
+def test_vllm_server_policy_turns_server_output_into_completions():
+    from sgcd.integrations.trl.vllm import VLLMServerPolicy
+
+    client = FakeVLLMClient([[10, EOT], [11, 11]])  # one finished turn, one cut at max_tokens
+    policy = VLLMServerPolicy(ScriptPolicy([]), client)
+    out = policy.generate([[1, 2], [3]], SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=2))
+    assert client.requests[0][0] == [[1, 2], [3]]
+    kw = client.requests[0][1]
+    assert (kw["temperature"], kw["top_p"], kw["max_tokens"], kw["logprobs"]) == (0.7, 0.9, 2, 0)
+    assert kw["generation_kwargs"] == {"stop_token_ids": [EOT]}
+    assert out[0] == Completion((10, EOT), (-0.5, -0.5), "yes", True)
+    assert out[1] == Completion((11, 11), (-0.5, -0.5), "nono", False)
+    assert policy.encode_prompt([]) == list(PROMPT)  # encoding stays with the wrapped policy
+
+
+def test_vllm_colocate_mode_is_refused_with_the_reason():
+    from sgcd.integrations.trl.vllm import server_client
+
+    trainer = SimpleNamespace(args=SimpleNamespace(vllm_mode="colocate"))
+    with pytest.raises(ValueError, match="vllm_mode='server'"):
+        server_client(trainer)
+    main = SimpleNamespace(
+        args=SimpleNamespace(vllm_mode="server"), vllm_generation=SimpleNamespace(vllm_client="c")
+    )
+    assert server_client(main) == "c"  # the main process reuses TRL's client (the one that syncs weights)

@@ -24,6 +24,7 @@ from sgcd.integrations.trl.compat import TESTED_RANGE, TRLCompatError, check_trl
 from sgcd.integrations.trl.guided import GoldGuidedPolicy
 from sgcd.integrations.trl.rollout import RolloutBatch, SGCDRollout, env_reward, task_dataset
 from sgcd.integrations.trl.trainer import SGCDGRPOTrainer, SGCDOptions, SGCDStep, sgcd_token_advantages
+from sgcd.integrations.trl.vllm import VLLMServerPolicy
 
 __all__ = [
     "TESTED_RANGE",
@@ -34,6 +35,7 @@ __all__ = [
     "SGCDRollout",
     "SGCDStep",
     "TRLCompatError",
+    "VLLMServerPolicy",
     "check_trl",
     "env_reward",
     "sgcd_token_advantages",
