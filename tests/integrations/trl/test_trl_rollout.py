@@ -180,3 +180,14 @@ def test_vllm_colocate_mode_is_refused_with_the_reason():
         args=SimpleNamespace(vllm_mode="server"), vllm_generation=SimpleNamespace(vllm_client="c")
     )
     assert server_client(main) == "c"  # the main process reuses TRL's client (the one that syncs weights)
+
+
+def test_evaluation_never_resamples_or_masks():
+    ro, policy = _rollout("yyyn", max_rounds=3)
+    trainer = SimpleNamespace(
+        num_generations=2, num_generations_eval=2, model=SimpleNamespace(training=False)
+    )
+    out = ro(["toy/0", "toy/0", "toy/1", "toy/1"], trainer)
+    assert (
+        policy.calls == [4] and out["env_mask"] == [[1, 1]] * 4
+    )  # the all-pass group is neither replaced nor masked

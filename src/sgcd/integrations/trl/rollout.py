@@ -81,7 +81,8 @@ class SGCDRollout:
 
     domain: an sgcd Domain; split: the split prompts and refills come from; sampling / limits: per-turn sampling
     and episode limits; dynamic_sampling / max_rounds: see the module docstring; seed: refill order and the
-    sampler's generator; wrap_policy: optional policy -> policy hook (e.g. `GoldGuidedPolicy` in tests).
+    sampler's generator; wrap_policy: optional policy -> policy hook (e.g. `GoldGuidedPolicy` in tests);
+    eval_split: a split whose task ids are also accepted (TRL's eval_dataset; evaluation never resamples).
     """
 
     domain: Any
@@ -94,13 +95,16 @@ class SGCDRollout:
     max_rounds: int = 3
     seed: int = 0
     wrap_policy: Callable[[Any], Any] | None = None
+    eval_split: str | None = None
     last: RolloutBatch | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.max_rounds < 1:
             raise ValueError(f"SGCDRollout: max_rounds must be >= 1, got {self.max_rounds}")
-        self._tasks = {t.task_id: t for t in self.domain.tasks(self.split)}
-        self._sampler = TaskSampler(list(self._tasks.values()), self.seed)
+        train = self.domain.tasks(self.split)
+        self._sampler = TaskSampler(train, self.seed)
+        extra = self.domain.tasks(self.eval_split) if self.eval_split else []
+        self._tasks = {t.task_id: t for t in [*train, *extra]}
 
     def policy(self, trainer: Any) -> Any:
         """The policy rollouts sample with: the live model, served by vLLM when TRL's use_vllm is on, then
@@ -121,14 +125,16 @@ class SGCDRollout:
         return self._wrapped[1]
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
-        G = int(trainer.num_generations if trainer.model.training else trainer.num_generations_eval)
+        training = bool(trainer.model.training)
+        G = int(trainer.num_generations if training else trainer.num_generations_eval)
         tasks = self._tasks_of(prompts, G)
         policy = self.policy(trainer)
         groups = run_groups(policy, self.domain.make_env, tasks, G, self.sampling, self.limits)
         metrics: dict[str, float] = {"sampling/rounds": 1.0, "sampling/replaced": 0.0}
-        if self.dynamic_sampling:
+        dynamic = self.dynamic_sampling and training  # evaluation never resamples or masks
+        if dynamic:
             groups, metrics = self._refill(policy, groups, G)
-        mixed = [_is_mixed(g) or not self.dynamic_sampling for g in groups]
+        mixed = [_is_mixed(g) or not dynamic for g in groups]
         kept_B = torch.tensor([m for m, g in zip(mixed, groups) for _ in g.trajectories], dtype=torch.bool)
         metrics["sampling/kept_frac"] = float(kept_B.float().mean()) if len(kept_B) else 0.0
         self.last = RolloutBatch(groups=groups, kept_B=kept_B, metrics=metrics)
@@ -163,7 +169,7 @@ class SGCDRollout:
             if key not in self._tasks:
                 raise ValueError(
                     f"SGCDRollout: prompt {key!r} is not a task id of {self.domain.name!r} split "
-                    f"{self.split!r}; build the dataset with task_dataset(domain, {self.split!r})"
+                    f"{self.split!r} (or eval_split); build the dataset with task_dataset(domain, split)"
                 )
             tasks.append(self._tasks[key])
         return tasks
