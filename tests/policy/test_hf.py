@@ -202,3 +202,17 @@ def test_prefix_cache_invalidated_by_a_weight_update(tiny_policy):
     finally:
         with torch.no_grad():
             w.copy_(saved)
+
+
+def test_score_with_shared_prefix_equals_unshared(tiny_policy):
+    """No-grad scoring reuses the shared-prefix cache; grad scoring does not. Both give the same numbers."""
+    prompts = _shared_system_prompts(tiny_policy)
+    conts = [[50, 51, 52], [60], [70, 71, 72, 73, 74]]
+    shared = tiny_policy.score(prompts, conts, topk=2, with_entropy=True)
+    assert tiny_policy._memo is not None and len(tiny_policy._memo[0][0]) == tiny_policy._shared_prefix_len(
+        prompts
+    )
+    full = tiny_policy.score(prompts, conts, topk=2, with_entropy=True, grad=True)
+    for name in ("logprobs", "entropy", "topk_logprobs"):
+        torch.testing.assert_close(getattr(shared, name), getattr(full, name).detach(), atol=1e-5, rtol=0)
+    assert torch.equal(shared.mask, full.mask) and torch.equal(shared.topk_ids, full.topk_ids)

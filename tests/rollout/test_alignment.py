@@ -43,9 +43,13 @@ def test_teacher_prefix_sees_the_stored_tokens_verbatim(tiny_policy):
         t_out = tiny_policy.score(teacher, [list(t.token_ids) for t in trajs])
     finally:
         hook.remove()
-    ids_B_L = seen[0]
+    # One forward of the whole batch, or (shared-prefix cache) the shared prefix once, then the rows after it.
+    prefix_ids = seen[0][0].tolist() if len(seen) == 2 else []
+    rows = seen[-1]
     for b, (tp, t) in enumerate(zip(teacher, trajs)):
-        after = ids_B_L[b, len(tp) : len(tp) + len(t.token_ids)].tolist()
+        full = prefix_ids + rows[b].tolist()
+        assert full[: len(tp)] == tp
+        after = full[len(tp) : len(tp) + len(t.token_ids)]
         assert after == list(t.token_ids)  # the teacher sees the stored ids, verbatim, right after its prefix
         assert t_out.mask[b].sum().item() == len(t.token_ids)
     s_out = tiny_policy.score([list(t.prompt_ids) for t in trajs], [list(t.token_ids) for t in trajs])

@@ -3,6 +3,10 @@
 - `generate`: one batched sampling loop with a KV cache over left-padded prompts; each row stops at its own
   end-of-turn token (`<|im_end|>`), finished rows leave the batch (the cache is compacted), temperature and
   top-p, seeded by the policy's torch.Generator. Ids come back verbatim, never re-tokenized.
+- Shared-prefix cache: rows that share a long prompt prefix (the system prompt and tool schemas of one
+  environment) prefill it once; its keys/values are memoised across calls and keyed by every parameter's
+  in-place version counter, so any optimizer step invalidates them. Rows are left-padded *after* the shared
+  prefix (padding masked, positions contiguous), which is exact up to float rounding (tested).
 - Sampling log-probs are of the **untempered** policy: log softmax(logits) at temperature 1, before top-p,
   whatever the sampling temperature. That is pi_old as PPO's ratio and the teacher's divergence need it, and it
   equals `score()` on the same tokens (tested). Departure from samplers that report the tempered/truncated
@@ -205,19 +209,23 @@ class HFPolicy:
 
     def _score(self, prefixes, continuations, topk, with_entropy, grad) -> ScoreOutput:
         dev, B = self.device, len(prefixes)
+        # Without gradients a shared prompt prefix is exact to reuse (the same cache generate() uses); with
+        # gradients it is recomputed so the gradient through the prompt's keys/values is kept.
+        P = 0 if grad else self._shared_prefix_len(prefixes)
+        cache = self._prefix_cache(list(prefixes[0][:P]), B) if P else None
         T = max((len(c) for c in continuations), default=0)
-        L = max(len(p) + len(c) for p, c in zip(prefixes, continuations))
+        L = max(len(p) + len(c) for p, c in zip(prefixes, continuations)) - P
         ids_B_L = torch.full((B, L), self.pad_id, dtype=torch.long)
         attn_B_L = torch.zeros((B, L), dtype=torch.long)
         tgt_B_T = torch.full((B, T), self.pad_id, dtype=torch.long)
-        src_B_T = torch.zeros((B, T), dtype=torch.long)  # position whose hidden state predicts target t
+        src_B_T = torch.zeros((B, T), dtype=torch.long)  # column whose hidden state predicts target t
         mask_B_T = torch.zeros((B, T), dtype=torch.bool)
-        for b, (p, c) in enumerate(zip(prefixes, continuations)):
-            n = len(p) + len(c)
-            ids_B_L[b, :n] = torch.tensor(list(p) + list(c))
-            attn_B_L[b, :n] = 1
+        for b, (p, c) in enumerate(zip(prefixes, continuations)):  # right padding after the shared prefix
+            row = list(p[P:]) + list(c)
+            ids_B_L[b, : len(row)] = torch.tensor(row)
+            attn_B_L[b, : len(row)] = 1
             tgt_B_T[b, : len(c)] = torch.tensor(c, dtype=torch.long)
-            src_B_T[b] = (torch.arange(T) + len(p) - 1).clamp(max=L - 1)
+            src_B_T[b] = (torch.arange(T) + len(p) - P - 1).clamp(max=L - 1)
             mask_B_T[b, : len(c)] = True
         ids_B_L, attn_B_L, tgt_B_T, src_B_T = (
             ids_B_L.to(dev),
@@ -225,11 +233,12 @@ class HFPolicy:
             tgt_B_T.to(dev),
             src_B_T.to(dev),
         )
-        pos_B_L = torch.arange(L, device=dev)[None].expand(B, L)
+        attn_full = torch.cat([attn_B_L.new_ones((B, P)), attn_B_L], dim=1)
+        pos_B_L = (P + torch.arange(L, device=dev))[None].expand(B, L)
         body = getattr(self.model, self.model.base_model_prefix)
-        hidden_B_L_H = body(
-            input_ids=ids_B_L, attention_mask=attn_B_L, position_ids=pos_B_L
-        ).last_hidden_state
+        kwargs = {self._cache_kw: cache, "use_cache": True} if cache is not None else {}
+        hidden_B_L_H = body(input_ids=ids_B_L, attention_mask=attn_full, position_ids=pos_B_L, **kwargs)
+        hidden_B_L_H = hidden_B_L_H.last_hidden_state
         h_B_T_H = hidden_B_L_H.gather(1, src_B_T[..., None].expand(-1, -1, hidden_B_L_H.shape[-1]))
         parts = [
             self._score_chunk(

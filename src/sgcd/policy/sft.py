@@ -5,11 +5,14 @@ Examples are built by the rollout code itself: a scripted policy "samples" the d
 prompt ids, observation deltas and the action mask are exactly what RL rollouts record. Loss: token-mean
 cross-entropy on action tokens only (mask 1), AdamW, linear warm-up then linear decay, gradient clipping.
 
-Departure from plain SFT (for CPU speed): every airline-lite prompt opens with the same ~1.2k-token system prompt
-(policy + tool schemas). Its keys/values are computed once per step under no_grad and shared by the batch, so
-the loss is exact but its gradient does not flow into how the model encodes that fixed system prompt (the
-tokens after it, including the user's request, are trained normally). Only the action tokens' hidden states go
-through the LM head.
+Departures from plain full fine-tuning, all for CPU speed (a few minutes on 2 cores):
+- Only the top `train_layers` decoder blocks (+ final norm) are trained; the frozen blocks build no autograd
+  graph, so their backward pass is skipped.
+- Every airline-lite prompt opens with the same ~1.2k-token system prompt (policy + tool schemas). Its
+  keys/values are computed under no_grad, shared by the batch and refreshed every `prefix_refresh` steps, so
+  the gradient does not flow into how the model encodes that fixed system prompt, and between refreshes the
+  top blocks see slightly stale prefix keys/values (the tokens after it are trained exactly).
+- Only the action tokens' hidden states go through the LM head (no (T, V) logits for observation tokens).
 
 `ensure_sft_model(model, env, config)` caches the result under $SGCD_CACHE/sft, keyed by (model, env, config,
 SFT_VERSION), built atomically under a file lock, so the trainer's default run pays for it once.
