@@ -89,7 +89,7 @@ class SGCDTrainer(PPOTrainerSync):
         old_B_T = _padded(data["old_log_probs"])
         teacher_B_T = None
         if opts.uses_teacher:
-            prefixes, ref_metrics = self._teacher_prefixes(data, opts)
+            prefixes, ref_metrics = self._teacher_prefixes(data, opts, batch.tags)
             metrics.update(ref_metrics)
             teacher_B_T = self._teacher_log_probs(batch, prefixes, mask_B_T.shape[1])
         gen = torch.Generator().manual_seed(opts.seed + int(getattr(self, "global_steps", 0) or 0))
@@ -110,7 +110,9 @@ class SGCDTrainer(PPOTrainerSync):
             self._sgcd_summarizer = make_summarizer(opts.summarizer, **(opts.summarizer_options or {}))
         return self._sgcd_summarizer
 
-    def _teacher_prefixes(self, data: TensorDict, opts: SGCDOptions) -> tuple[list[list[int] | None], dict]:
+    def _teacher_prefixes(
+        self, data: TensorDict, opts: SGCDOptions, tags: list[dict] | None = None
+    ) -> tuple[list[list[int] | None], dict]:
         """One teacher prefix per row (None: keep the row's own prompt) and the reference/ metrics."""
         from sgcd.credit_reference import summarize_groups, teacher_prefixes
         from sgcd.credit_reference.group_io import group_from_json
@@ -119,9 +121,10 @@ class SGCDTrainer(PPOTrainerSync):
         extras = _rows(data["extra_fields"])
         rows_by_uid: dict[str, list[int]] = defaultdict(list)
         records: dict[int, dict] = {}
+        padding = [bool((t or {}).get("is_padding", False)) for t in (tags or [{}] * len(uids))]
         for i, (uid, extra) in enumerate(zip(uids, extras)):
             raw = extra.get("sgcd") if isinstance(extra, dict) else None
-            if raw:  # padding rows and rows of other agent loops carry no record
+            if raw and not padding[i]:  # verl's padding rows copy a real row's fields; other loops write none
                 records[i] = json.loads(raw)
                 rows_by_uid[uid].append(i)
         groups, group_rows = [], []
@@ -170,7 +173,7 @@ class SGCDTrainer(PPOTrainerSync):
         tq.kv_batch_put(keys=keys, partition_id=batch.partition_id, fields=TensorDict(fields, batch_size=len(keys)),
                         tags=tags)  # fmt: skip
         meta = KVBatchMeta(
-            keys=keys, tags=tags, partition_id=batch.partition_id, extra_info=dict(batch.extra_info)
+            keys=keys, tags=tags, partition_id=batch.partition_id, extra_info=dict(batch.extra_info or {})
         )
         meta.extra_info.update({"calculate_entropy": False, "compute_loss": False,
                                 "temperature": self.config.actor_rollout_ref.rollout.temperature})  # fmt: skip
