@@ -71,9 +71,12 @@ def test_error_limit_overrides_even_a_correct_solution(play):
     assert results[0].reward == 0.0 and results[0].info["counts"]["tool_errors"] == 3
 
 
-def test_agent_stop_empty_message_and_steps_after_the_end(domain, tasks, play):
-    _, results = play(domain.make_env(tasks["5"]), ["Goodbye. ###STOP###"])
-    assert results[0].info["termination"] == "agent_stop" and results[0].reward == 1.0
+def test_agent_stop_token_empty_message_and_steps_after_the_end(domain, tasks, play):
+    # tau2's conversation mode: the agent cannot stop; its ###STOP### goes to the user (who stops here)
+    env = domain.make_env(tasks["5"])
+    _, results = play(env, ["Goodbye. ###STOP###"])
+    assert results[0].info["termination"] == "user_stop" and results[0].reward == 1.0
+    assert env.messages[-1].role == "user"
     env = domain.make_env(tasks["5"])
     _, results = play(env, ["   "])
     assert results[0].info["termination"] == "agent_error" and results[0].reward == 0.0

@@ -1,4 +1,4 @@
-"""configs/tau3-airline.yaml: a valid RunConfig whose env options the domain accepts (no endpoint contacted)."""
+"""configs/tau3-airline.yaml: a valid RunConfig whose env options the domain accepts (no endpoint called)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ The loop follows tau2's orchestrator. The user simulator opens by answering tau2
 - with `<tool_call>` markup: the calls run in order on this episode's database; the results come back as tool
   messages (errors as `Error: ...` observations, never exceptions);
 - without: it is a message to the user, who answers (the answer comes back as a user message) or ends the
-  conversation with a termination token; an agent message containing `###STOP###` ends it too.
+  conversation with a termination token. As in tau2's conversation mode, the agent cannot end it: an agent
+  `###STOP###` is just text the user reads (tau2 honours it only for solo agents).
 
 Step accounting is tau2's: the agent message, the batch of tool results and the user message each count one
 step (the greeting does not); after every step that is not addressed to the tools, reaching `max_steps` (200)
@@ -35,7 +36,7 @@ from sgcd.envs.tau3_airline.data import AirlineData
 from sgcd.envs.tau3_airline.evaluator import Evaluator, Verdict
 from sgcd.envs.tau3_airline.prompts import GREETING, agent_system_prompt
 from sgcd.envs.tau3_airline.tools import Toolkit, is_write_tool
-from sgcd.envs.tau3_airline.users import STOP, UserError, UserSimulator, user_stop_token
+from sgcd.envs.tau3_airline.users import UserError, UserSimulator, user_stop_token
 from sgcd.envs.toolcalls import has_tool_markup, parse_tool_calls
 from sgcd.types import CallRecord, Episode, Message, Observation, Step, StepResult, ToolCall
 
@@ -89,9 +90,8 @@ class Tau3AirlineEnv:
         self.format_errors = 0
         self.writes = 0
         self.started = False
-        self.termination = (
-            ""  # "" while running; then agent_stop | user_stop | max_steps | too_many_errors | ...
-        )
+        # "" while running; then user_stop | max_steps | too_many_errors | agent_error | user_error
+        self.termination = ""
         self.note = ""
         self.verdict: Verdict | None = None
 
@@ -165,8 +165,6 @@ class Tau3AirlineEnv:
         self.texts.append(text)
         if not text.strip():
             self.termination, self.note = "agent_error", "empty agent message"
-        elif STOP in text:
-            self.termination = "agent_stop"
         if self._check_limits() or self.done:
             step = Step(len(self.steps), text, final=True, error=self.termination == "agent_error")
             self.steps.append(step)

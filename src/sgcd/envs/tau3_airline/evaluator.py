@@ -2,8 +2,9 @@
 
 Semantics (tau2-bench `evaluate_simulation` with evaluation type ALL, for the airline reward basis):
 
-- an episode that did not end by the agent's `###STOP###` or the user's stop / transfer / out-of-scope token
-  (i.e. it hit the step or error limit, or the user simulator failed) scores 0;
+- an episode that did not end by a stop (tau2's AGENT_STOP or USER_STOP; in conversations only the user's
+  stop / transfer / out-of-scope token ends one)
+  (it hit the step or error limit, the agent sent nothing, or the user simulator failed) scores 0;
 - DB: the agent's tool calls are replayed in order on a fresh database and the task's gold actions on another
   (a failing gold action is skipped, as upstream does); DB = 1 iff the two database hashes are equal;
 - COMMUNICATE: every `communicate_info` string, lower-cased, is a substring of some assistant message's text
