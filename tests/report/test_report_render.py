@@ -59,6 +59,9 @@ def test_report_is_self_contained_and_has_every_part(built):
     assert n_keys == 18 and html.count("<polyline") == n_keys
     # 3 sample files x 2 groups = 6 groups <= 8 default: all drawn; one .traj box per sibling (4 each)
     assert result.n_groups == 6 and html.count('class="traj"') == 24
+    # each sibling's header: its calls, ending and verdict (3 lines); a failure's cancel is marked as an error
+    assert html.count('class="epi"') == 3 * 24
+    assert "calls: get_reservation_details -&gt; cancel_reservation [x]" in html
     assert "eval_after.success" in html and "airline-lite" in html  # summary and config
 
 

@@ -218,6 +218,7 @@ def parse_sibling(obj: Any, where: str) -> Sibling:
         token_ids=[
             int(x) if x == x else -1 for x in _floats(obj.get("token_ids"), where, "token_ids", n, -1.0)
         ],
+        episode_lines=episode_lines(obj.get("episode")),
     )
 
 
