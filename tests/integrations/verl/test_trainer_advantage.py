@@ -24,6 +24,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from tensordict import NonTensorStack, TensorDict
 from transfer_queue import KVBatchMeta
@@ -35,7 +37,7 @@ from sgcd.credit_reference import make_summarizer, teacher_prefixes
 from sgcd.credit_reference.group_io import group_from_json
 from sgcd.integrations.verl import trainer as sgcd_trainer
 from sgcd.integrations.verl.codec import TokenizerCodec
-from sgcd.integrations.verl.credit import SGCDOptions, outcome_advantages
+from sgcd.integrations.verl.credit import SGCDOptions, outcome_advantages, sgcd_token_advantages
 
 GROUPS = [("u0", 14, ["gold", "gold", "read-only"]), ("u1", 0, ["gold", "gold", "gold"])]
 
@@ -206,3 +208,31 @@ def test_bad_sgcd_block_is_a_clear_error():
     with pytest.raises(ValueError, match="sgcd.variant='sgcd-topk'"):
         SGCDOptions.from_config(OmegaConf.create({"sgcd": {"variant": "sgcd-topk"}}))
     assert SGCDOptions.from_config(OmegaConf.create({})) == SGCDOptions()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    B=st.integers(1, 5),
+    T=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+    variant=st.sampled_from(["sgcd", "unsigned", "failures-only", "shuffle"]),
+)
+def test_reshaped_advantages_keep_sign_and_reduce_to_grpo(B, T, seed, variant):
+    """Invariants 1 and 2 through the verl path: sign(Ahat) = sign(A) on action tokens, 0 off them; a teacher
+    equal to the student gives Ahat = A * mask exactly; verl's broadcast advantages are read back as A."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(B, T, generator=g) < 0.7
+    a_B = torch.randn(B, generator=g)
+    adv_B_T = a_B.unsqueeze(-1) * mask  # what verl's outcome estimators write
+    old = -torch.rand(B, T, generator=g) * 3
+    teacher = -torch.rand(B, T, generator=g) * 3
+    opts = SGCDOptions(variant=variant)
+    ahat, _ = sgcd_token_advantages(
+        adv_B_T, mask, old, teacher, opts, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.all(ahat[~mask] == 0)
+    assert torch.equal(torch.sign(ahat)[mask], torch.sign(a_B.unsqueeze(-1).expand(B, T))[mask])
+    same, _ = sgcd_token_advantages(
+        adv_B_T, mask, old, old.clone(), opts, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.allclose(same, adv_B_T, atol=1e-6)
