@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,7 +138,9 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
     metrics.update(tool_metrics(collected.all_groups))
     if not collected.mixed:  # nothing to learn from: skip, log, never fail
         metrics.update({"sampling/skipped": 1.0, **timer.times, "policy/lr": ctx.scheduler.get_last_lr()[0]})
-        ctx.scheduler.step()
+        with warnings.catch_warnings():  # the schedule follows training steps, skipped ones included
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            ctx.scheduler.step()
         return StepOutput(metrics=metrics, skipped=True, collected=collected)
     metrics["sampling/skipped"] = 0.0
     with timer("reference"):
