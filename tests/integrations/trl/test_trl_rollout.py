@@ -191,3 +191,25 @@ def test_evaluation_never_resamples_or_masks():
     assert (
         policy.calls == [4] and out["env_mask"] == [[1, 1]] * 4
     )  # the all-pass group is neither replaced nor masked
+
+
+def test_token_advantages_refuse_missing_inputs():
+    import torch
+
+    from sgcd.integrations.trl import RolloutBatch, sgcd_token_advantages
+
+    ro, _ = _rollout("yn", max_rounds=1)
+    ro(["toy/0", "toy/0"], _trainer(2))
+    batch, mask = ro.last, torch.ones(2, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="advantage='trl' needs trl_advantages_B"):
+        sgcd_token_advantages(None, batch, mask, SGCDOptions())
+    with pytest.raises(ValueError, match="teacher='pi_old' needs a summarizer"):
+        sgcd_token_advantages(None, batch, mask, SGCDOptions(advantage="grpo"))
+    with pytest.raises(ValueError, match="1 trajectories but TRL's batch has 2 rows"):
+        one = RolloutBatch(groups=[batch.groups[0].__class__("t", batch.groups[0].trajectories[:1], batch.groups[0].prompt)],
+                           kept_B=torch.ones(1, dtype=torch.bool))  # fmt: skip
+        sgcd_token_advantages(None, one, mask, SGCDOptions(advantage="grpo"))
+    # teacher=none with sgcd.core's GRPO: A = (R - mean) / (std + 1e-6) with R = [1, 0] -> +-0.5 / 0.7071 = +-0.7071
+    step = sgcd_token_advantages(None, batch, mask, SGCDOptions(teacher="none", advantage="grpo"))
+    assert torch.allclose(step.token_advantages_B_T, torch.tensor([[0.70711] * 2, [-0.70711] * 2]), atol=1e-5)
+    assert torch.equal(step.weights_B_T, torch.ones(2, 2))
