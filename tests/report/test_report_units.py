@@ -127,3 +127,12 @@ def test_episode_lines_from_a_text_level_episode():
         "verifier: db_match=False",  # nested values are left out
     ]
     assert episode_lines(None) == [] and episode_lines({}) == ["calls: none"]
+
+
+def test_compare_mean_band_by_hand():
+    from sgcd.report.compare import _mean_band
+
+    # seed A logs steps 0-2 with 1, 2, 3; seed B steps 1-3 with 3, 4, 5: common steps 1 and 2,
+    # means (2 + 3) / 2 = 2.5 and (3 + 4) / 2 = 3.5, minima 2, 3, maxima 3, 4.
+    steps, mean, lo, hi = _mean_band([([0, 1, 2], [1.0, 2.0, 3.0]), ([1, 2, 3], [3.0, 4.0, 5.0])])
+    assert (steps, mean, lo, hi) == ([1, 2], [2.5, 3.5], [2.0, 3.0], [3.0, 4.0])
