@@ -70,7 +70,7 @@ class SamplingConfig:
     groups_per_step: int = _f(
         1, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
     )
-    tasks_per_round: int = _f(2, "tasks rolled out per sampling round", lo=1)
+    tasks_per_round: int = _f(1, "tasks rolled out per sampling round", lo=1)
     max_sampling_rounds: int = _f(
         2, "sampling rounds before training on whatever mixed groups were found", lo=1
     )
@@ -177,7 +177,7 @@ class CheckpointConfig:
 class EvalConfig:
     every: int = _f(0, "held-out evaluation every N steps (0 = only before and after)", lo=0)
     trials: int = _f(1, "trials per task", lo=1)
-    limit: int = _f(10, "evaluate only the first N held-out tasks (0 = all)", lo=0)
+    limit: int = _f(6, "evaluate only the first N held-out tasks (0 = all)", lo=0)
     before: bool = _f(True, "evaluate before the first step")
     temperature: float = _f(0.0, "evaluation temperature (0 = greedy)", lo=0.0)
 
@@ -185,7 +185,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     seed: int = _f(0, "seed for task order, sampling and initialisation")
-    steps: int = _f(4, "training steps", lo=0)
+    steps: int = _f(3, "training steps", lo=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
