@@ -40,8 +40,12 @@ def test_smoke_preset_on_airline_lite(tmp_path, capsys):
     rows = read_jsonl(out / "metrics.jsonl")
     trained = [r for r in rows if "sampling/skipped" in r]
     assert [r["step"] for r in trained] == [1, 2, 3]
-    assert all(r["sampling/skipped"] == 1.0 and r["sampling/rounds"] == 2.0 for r in trained)  # refilled, then skipped
-    assert {"reward", "sampling", "tools", "time", "eval", "policy"} <= {k.split("/")[0] for r in rows for k in r}
+    assert all(
+        r["sampling/skipped"] == 1.0 and r["sampling/rounds"] == 2.0 for r in trained
+    )  # refilled, then skipped
+    assert {"reward", "sampling", "tools", "time", "eval", "policy"} <= {
+        k.split("/")[0] for r in rows for k in r
+    }
     assert same_weights(final_weights(out), _tiny_weights())  # nothing to learn from, nothing changed
     assert json.loads((out / "summary.json").read_text())["skipped_steps"] == 3
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000002", "step_000003"]
@@ -50,7 +54,16 @@ def test_smoke_preset_on_airline_lite(tmp_path, capsys):
 
 def test_smoke_preset_trains_when_groups_are_mixed(tmp_path):
     out = tmp_path / "smoke"
-    args = ["train", "--preset", "smoke", "--out", str(out), "--quiet", "env.name=test-coin", "env.options={}"]
+    args = [
+        "train",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--quiet",
+        "env.name=test-coin",
+        "env.options={}",
+    ]
     assert main(args) == 0
     rows = read_jsonl(out / "metrics.jsonl")
     namespaces = {k.split("/")[0] for r in rows for k in r if "/" in k}

@@ -139,7 +139,7 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
     if not collected.mixed:  # nothing to learn from: skip, log, never fail
         metrics.update({"sampling/skipped": 1.0, **timer.times, "policy/lr": ctx.scheduler.get_last_lr()[0]})
         with warnings.catch_warnings():  # the schedule follows training steps, skipped ones included
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             ctx.scheduler.step()
         return StepOutput(metrics=metrics, skipped=True, collected=collected)
     metrics["sampling/skipped"] = 0.0
