@@ -29,6 +29,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="skip longer gold trajectories")
+    p.add_argument(
+        "--train-layers",
+        type=int,
+        default=d.train_layers,
+        help=f"train only the top N blocks (0 = all; default {d.train_layers})",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=None, help="output folder (default: the shared SFT cache)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
