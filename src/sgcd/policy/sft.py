@@ -44,12 +44,12 @@ SFT_VERSION = "1"  # bump when the recipe changes, so cached warm-starts are reb
 class SFTConfig:
     steps: int = 40  # optimizer steps
     batch_size: int = 4  # gold trajectories per step (distinct train tasks)
-    lr: float = 1e-4  # peak learning rate (AdamW)
+    lr: float = 3e-4  # peak learning rate (AdamW)
     warmup: int = 4  # linear warm-up steps
     max_tokens: int = 512  # skip gold trajectories longer than this (after the prompt)
     grad_clip: float = 1.0
     seed: int = 0
-    train_layers: int = 8  # train only the top N transformer blocks + final norm (0 = every parameter)
+    train_layers: int = 12  # train only the top N transformer blocks + final norm (0 = every parameter)
     prefix_refresh: int = 8  # recompute the shared system-prompt keys/values every N steps
 
 
