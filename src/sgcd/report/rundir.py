@@ -177,7 +177,9 @@ def load_run(run_dir: Path) -> RunData:
     samples = run_dir / "samples"
     data.sample_files = sorted(samples.glob("step_*.jsonl")) if samples.is_dir() else []
     if not data.sample_files:
-        data.notes.append("no samples/step_*.jsonl: no token heatmaps (no mixed group sampled yet, or logging.sample_groups = 0)")
+        data.notes.append(
+            "no samples/step_*.jsonl: no token heatmaps (no mixed group sampled yet, or logging.sample_groups = 0)"
+        )
     return data
 
 
