@@ -70,11 +70,11 @@ class SamplingConfig:
     groups_per_step: int = _f(
         1, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
     )
-    tasks_per_round: int = _f(1, "tasks rolled out per sampling round", lo=1)
+    tasks_per_round: int = _f(2, "tasks rolled out per sampling round", lo=1)
     max_sampling_rounds: int = _f(
         2, "sampling rounds before training on whatever mixed groups were found", lo=1
     )
-    temperature: float = _f(1.0, "sampling temperature for training rollouts", lo=0.0)
+    temperature: float = _f(0.7, "sampling temperature for training rollouts", lo=0.0)
     top_p: float = _f(1.0, "nucleus sampling p", lo=0.0, hi=1.0)
     max_new_tokens: int = _f(64, "max tokens per assistant turn", lo=1)
     max_turns: int = _f(3, "max assistant turns per episode", lo=1)
