@@ -25,10 +25,14 @@ def pytest_collection_modifyitems(config, items):
     llm_url = os.environ.get("SGCD_TEST_LLM_BASE_URL")
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
-            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible to torch on this machine"))
+            item.add_marker(
+                pytest.mark.skip(reason="needs a CUDA GPU; none is visible to torch on this machine")
+            )
         if "llm" in item.keywords and not llm_url:
             item.add_marker(
-                pytest.mark.skip(reason="needs a real OpenAI-compatible LLM endpoint: set SGCD_TEST_LLM_BASE_URL")
+                pytest.mark.skip(
+                    reason="needs a real OpenAI-compatible LLM endpoint: set SGCD_TEST_LLM_BASE_URL"
+                )
             )
 
 

@@ -41,10 +41,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=_stats)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="environment name (see `sgcd env list`)")
-    p.add_argument("--split", default="test", help="split (default test)")
-    p.add_argument("--seed", type=int, default=0, help="domain seed (default 0)")
+def add_option_argument(p: argparse.ArgumentParser) -> None:
+    """`--option KEY=VALUE` (alias `--env-opt`), repeatable: domain options, shared by `sgcd env` and `eval`."""
     p.add_argument(
         "--option",
         "--env-opt",
@@ -54,6 +52,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="domain option, repeatable (e.g. max_horizon=3)",
     )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="environment name (see `sgcd env list`)")
+    p.add_argument("--split", default="test", help="split (default test)")
+    p.add_argument("--seed", type=int, default=0, help="domain seed (default 0)")
+    add_option_argument(p)
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from sgcd.cli import CliError
-from sgcd.commands.env import load_domain
+from sgcd.commands.env import add_option_argument, load_domain
 
 
 def register(subparsers) -> None:
@@ -26,15 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N tasks")
     p.add_argument("--json", default=None, metavar="OUT", help="write the full result (with records) here")
     p.add_argument("--seed", type=int, default=0, help="domain seed and scripted-noise seed (default 0)")
-    p.add_argument(
-        "--option",
-        "--env-opt",
-        dest="option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="domain option, repeatable (e.g. max_horizon=3)",
-    )
+    add_option_argument(p)
     p.add_argument(
         "--user",
         default=None,

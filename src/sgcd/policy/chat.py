@@ -77,3 +77,30 @@ def render_delta(tokenizer: Any, messages: Sequence[Message]) -> str:
     if not after.startswith(before[:cut]):
         raise ValueError("chat template is not prefix-stable: cannot append environment messages as a delta")
     return after[cut:]
+
+
+class ChatCodec:
+    """The encoding half of a TokenPolicy over a Hugging Face tokenizer: prompts, deltas, decode, end of turn.
+
+    HFPolicy adds the model on top of it; the verl agent loop, which holds only a tokenizer (the model lives in
+    the rollout server), uses it alone, so both record trajectories with exactly the same template.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has no eos_token (the end-of-turn token)")
+        self.tokenizer = tokenizer
+        self.eot_id: int = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_prompt(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()) -> list[int]:
+        return self._ids(render_prompt(self.tokenizer, messages, tools))
+
+    def encode_delta(self, messages: Sequence[Message]) -> list[int]:
+        return self._ids(render_delta(self.tokenizer, messages))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Assistant text of sampled ids as the environment sees it (special tokens dropped)."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,21 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
-from sgcd.policy.chat import render_delta, render_prompt
-from sgcd.types import Message
+from sgcd.policy.chat import ChatCodec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class HFPolicy:
-    """TokenPolicy over a transformers model. `.model` is what the trainer optimises; `.tokenizer`, `.device`."""
+class HFPolicy(ChatCodec):
+    """TokenPolicy over a transformers model. `.model` is what the trainer optimises; `.tokenizer`, `.device`.
+
+    The encoding (encode_prompt, encode_delta, decode, eot_id) is ChatCodec's; this class adds the model.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, *, seed: int = 0, score_chunk: int = 256) -> None:
+        super().__init__(tokenizer)
         self.model = model
-        self.tokenizer = tokenizer
         self.score_chunk = score_chunk  # positions per log-softmax chunk in score()
-        self.eot_id: int = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
         self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eot_id
         self.stop_ids: frozenset[int] = frozenset({self.eot_id})
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -72,20 +72,6 @@ class HFPolicy:
     def seed(self, seed: int) -> None:
         """Reset the sampling generator (same seed + same prompts + same params = same samples)."""
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-
-    # ---- encoding --------------------------------------------------------------------------------------------
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def encode_prompt(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()) -> list[int]:
-        return self._ids(render_prompt(self.tokenizer, messages, tools))
-
-    def encode_delta(self, messages: Sequence[Message]) -> list[int]:
-        return self._ids(render_delta(self.tokenizer, messages))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Assistant text of sampled ids as the environment sees it (special tokens dropped)."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     # ---- sampling --------------------------------------------------------------------------------------------
     @torch.no_grad()
