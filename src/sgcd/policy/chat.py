@@ -43,7 +43,12 @@ def to_template_messages(
 ):
     """Messages as template dicts; with `inline_tools`, tool schemas join the system message (one is added)."""
     out = [{"role": m.role, "content": m.content} for m in messages]
-    if tools and inline_tools:
+    return with_tool_block(out, tools) if inline_tools else out
+
+
+def with_tool_block(out: list[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Template dicts with the rendered tool schemas appended to the system message (one is added if none)."""
+    if tools:
         block = render_tools(tools)
         if out and out[0]["role"] == "system":
             out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{block}"}

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sgcd.policy.chat import render_tools
+from sgcd.policy.chat import with_tool_block
 from sgcd.types import Message
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
@@ -161,13 +161,7 @@ def text_messages(messages: Sequence[Message], tools: Sequence[dict[str, Any]]) 
             out.append({"role": "user", "content": f"<tool_response>\n{m.content}\n</tool_response>"})
         else:
             out.append({"role": m.role, "content": m.content})
-    if tools:
-        block = render_tools(tools)
-        if out and out[0]["role"] == "system":
-            out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{block}"}
-        else:
-            out.insert(0, {"role": "system", "content": block})
-    return out
+    return with_tool_block(out, tools)
 
 
 def _scrub(text: str) -> str:
