@@ -57,3 +57,19 @@ def pytest_make_collect_report(collector):
     if STRICT and report.outcome == "skipped":
         report.outcome = "failed"
         report.longrepr = _strict_message(report.longrepr)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy():
+    """The tiny test model (built once into the sgcd cache), shared by the policy and rollout tests."""
+    from sgcd.policy.models import load_policy
+
+    return load_policy("tiny")
+
+
+@pytest.fixture(scope="session")
+def smol_policy():
+    """The offline default model, SmolLM2-135M (slow tests only)."""
+    from sgcd.policy.models import load_policy
+
+    return load_policy("smollm2-135m")
