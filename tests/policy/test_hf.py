@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sgcd.policy import hf
 from sgcd.policy.base import SamplingParams
-from sgcd.policy.hf import HFPolicy, top_p_filter
+from sgcd.policy.hf import HFPolicy, ReservedLayer, inverse_cdf, reserve_cache, top_p_filter
 from sgcd.types import Message
 
 TOOLS = [
@@ -151,6 +152,90 @@ def test_top_p_filter_by_hand():
         top_p_filter(probs, 0.6), torch.tensor([[0.625, 0.375, 0.0], [0.0, 0.375, 0.625]])
     )
     torch.testing.assert_close(top_p_filter(probs, 0.5), torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+
+
+def test_inverse_cdf_by_hand():
+    """probs (0.2, 0, 0.5, 0.3) have cdf (0.2, 0.2, 0.7, 1.0); the token is the first with cdf > u * total.
+    u=0.1 -> 0; u=0.2 -> cdf 0.2 is not > 0.2, and the zero-mass token 1 shares it, so 2; u=0.69 -> 2;
+    u=0.7 -> 3; u just below 1 -> 3. Unnormalised (x2) gives the same, and a zero-mass tail is never chosen."""
+    probs = torch.tensor([[0.2, 0.0, 0.5, 0.3]]).expand(5, 4)
+    u = torch.tensor([0.1, 0.2, 0.69, 0.7, 1 - 2**-53], dtype=torch.float64)
+    assert inverse_cdf(probs, u).tolist() == [0, 2, 2, 3, 3]
+    assert inverse_cdf(2 * probs, u).tolist() == [0, 2, 2, 3, 3]
+    tail = torch.tensor([[0.25, 0.75, 0.0, 0.0]]).expand(2, 4)
+    assert inverse_cdf(tail, torch.tensor([0.0, 1 - 2**-53], dtype=torch.float64)).tolist() == [0, 1]
+
+
+def test_sampling_frequencies_match_the_probabilities(tiny_policy):
+    """40,000 draws from (0.2, 0, 0.5, 0.3): each frequency within 0.01 (4 standard errors of at most
+    sqrt(0.25 / 40000) = 0.0025), token 1 never drawn; the same seed gives the same draws."""
+    probs = torch.tensor([[0.2, 0.0, 0.5, 0.3]]).expand(40_000, 4)
+    draws = hf.sample_inverse_cdf(probs, torch.Generator().manual_seed(1))
+    freq = torch.bincount(draws, minlength=4).double() / 40_000
+    assert freq[1] == 0
+    torch.testing.assert_close(
+        freq, torch.tensor([0.2, 0.0, 0.5, 0.3], dtype=torch.float64), atol=0.01, rtol=0
+    )
+    again = hf.sample_inverse_cdf(probs, torch.Generator().manual_seed(1))
+    assert torch.equal(draws, again)
+
+
+def test_reserved_cache_writes_in_place_and_leaves_the_source():
+    """reserve_cache copies a DynamicCache's keys/values (repeated per row) into buffers; updates write in place."""
+    from transformers.cache_utils import DynamicCache
+
+    src = DynamicCache()
+    k, v = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
+    src.update(k, v, 0)
+    res = reserve_cache(src, capacity=5, repeat=2)
+    layer = res.layers[0]
+    assert isinstance(layer, ReservedLayer) and res.get_seq_length() == 3
+    torch.testing.assert_close(layer.keys, k.expand(2, -1, -1, -1))
+    ptr = layer._k.data_ptr()
+    k2, v2 = torch.randn(2, 2, 2, 4), torch.randn(2, 2, 2, 4)
+    keys, values = res.update(k2, v2, 0)
+    assert layer._k.data_ptr() == ptr and keys.shape == (2, 2, 5, 4)
+    torch.testing.assert_close(keys[:, :, 3:], k2)
+    torch.testing.assert_close(values[:, :, :3], v.expand(2, -1, -1, -1))
+    assert src.get_seq_length() == 3  # the source (a memoised prefix) is untouched
+    res.batch_select_indices(torch.tensor([1]))
+    torch.testing.assert_close(res.layers[0].keys[0, :, 3:], k2[1])
+    with pytest.raises(RuntimeError, match="exceed the reserved 5"):
+        res.update(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 4), 0)
+
+
+def test_reserved_cache_generation_equals_transformers_cache(tiny_policy, monkeypatch):
+    """Generation with reserved buffers equals the plain DynamicCache path, also when rows stop at different
+    steps and leave the batch (the buffers are compacted): same seeded samples, log-probs within 1e-5."""
+    prompts = _shared_system_prompts(tiny_policy) + _prompts(tiny_policy)
+    params = SamplingParams(1.0, 1.0, 12)
+
+    def run():
+        tiny_policy.seed(7)
+        return tiny_policy.generate(prompts, params)
+
+    saved = tiny_policy.stop_ids
+    tiny_policy.stop_ids = frozenset({run()[0].token_ids[2]})  # row 0 ends at its third token at the latest
+    try:
+        reserved = run()
+        monkeypatch.setattr(hf, "reserve_cache", lambda cache, capacity, repeat=1: _plain(cache, repeat))
+        plain = run()
+    finally:
+        tiny_policy.stop_ids = saved
+    lengths = sorted(len(c.token_ids) for c in reserved)
+    assert lengths[0] <= 3 and lengths[-1] > lengths[0], lengths  # rows really left the batch early
+    assert [c.token_ids for c in reserved] == [c.token_ids for c in plain]
+    for a, b in zip(reserved, plain):
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-5
+
+
+def _plain(cache, repeat):
+    import copy
+
+    cache = copy.deepcopy(cache)
+    if repeat > 1:
+        cache.batch_repeat_interleave(repeat)
+    return cache
 
 
 def test_bad_inputs_are_clear(tiny_policy):
