@@ -119,7 +119,12 @@ def main(args: argparse.Namespace) -> int:
         f"sgcd bench rollout: G={args.G}, {args.max_new_tokens} new tokens per sibling, device {args.device}, "
         f"{args.dtype}, median of {args.repeats}"
     )
-    print(f"{'model':<16}{'mode':<12}{'tokens/s':>10}{'speed-up':>10}{'peak RSS MB':>13}{'prompt':>8}")
+    w = max([16] + [len(r["model"]) + 2 for r in rows])  # a model path may be longer than a name
+    cuda = any(r["peak_cuda_mb"] is not None for r in rows)
+    print(
+        f"{'model':<{w}}{'mode':<12}{'tokens/s':>10}{'speed-up':>10}{'peak RSS MB':>13}{'prompt':>8}"
+        + (f"{'peak CUDA MB':>14}" if cuda else "")
+    )
     summary = {}
     for spec in dict.fromkeys(r["model"] for r in rows):
         b, s = [
@@ -129,8 +134,8 @@ def main(args: argparse.Namespace) -> int:
         for r in (b, s):
             speed = f"{summary[spec]:.2f}x" if r is b else "1.00x"
             print(
-                f"{spec:<16}{r['mode']:<12}{r['tokens_per_s']:>10.1f}{speed:>10}{r['peak_rss_mb']:>13.0f}"
-                f"{r['prompt_tokens']:>8}"
+                f"{spec:<{w}}{r['mode']:<12}{r['tokens_per_s']:>10.1f}{speed:>10}{r['peak_rss_mb']:>13.0f}"
+                f"{r['prompt_tokens']:>8}" + (f"{r['peak_cuda_mb']:>14.0f}" if cuda else "")
             )
     if args.json:
         with open(args.json, "w") as fh:
