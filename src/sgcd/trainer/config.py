@@ -53,7 +53,11 @@ class ModelConfig:
     sft_budget: int = _f(
         40, "SFT warm-start optimizer steps (4 gold trajectories each; cached per budget)", lo=1
     )
-    sft_lr: float = _f(1e-4, "SFT warm-start peak learning rate", lo=0.0)
+    sft_lr: float = _f(
+        3e-4,
+        "SFT warm-start peak learning rate (3e-4 = `sgcd sft`'s default, so both share one cached warm start)",
+        lo=0.0,
+    )
 
 
 @dataclass
