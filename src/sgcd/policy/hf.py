@@ -36,7 +36,7 @@ from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
 from sgcd.policy.chat import ChatCodec
 
 try:  # cache layers (transformers >= 4.56); without them generation keeps transformers' own cache
-    from transformers.cache_utils import DynamicLayer
+    from transformers.cache_utils import DynamicCache, DynamicLayer
 
     _HAS_LAYERS = True
 except ImportError:
@@ -285,8 +285,6 @@ def reserve_cache(cache: Any, capacity: int, repeat: int = 1) -> Any:
     layers is not a plain DynamicLayer (or the transformers release has no cache layers)."""
     if not _HAS_LAYERS:
         return cache
-    from transformers.cache_utils import DynamicCache
-
     layers = getattr(cache, "layers", None)
     if not layers or any(type(layer) not in (DynamicLayer, ReservedLayer) for layer in layers):
         return cache
