@@ -7,7 +7,8 @@ import torch
 
 from sgcd.policy import hf
 from sgcd.policy.base import SamplingParams
-from sgcd.policy.hf import HFPolicy, ReservedLayer, inverse_cdf, reserve_cache, top_p_filter
+from sgcd.policy.hf import HFPolicy, inverse_cdf, top_p_filter
+from sgcd.policy.kvcache import ReservedLayer, reserve_cache
 from sgcd.types import Message
 
 TOOLS = [
@@ -218,8 +219,10 @@ def test_reserved_cache_generation_equals_transformers_cache(tiny_policy, monkey
     tiny_policy.stop_ids = frozenset({run()[0].token_ids[2]})  # row 0 ends at its third token at the latest
     try:
         reserved = run()
-        # Identity: generate keeps transformers' cache and _prefix_cache falls back to copy + repeat.
+        # Identity: generate keeps transformers' cache, nothing is shared, no episode cache is kept.
         monkeypatch.setattr(hf, "reserve_cache", lambda cache, capacity, repeat=1: cache)
+        monkeypatch.setattr(hf, "reservable", lambda cache: False)
+        tiny_policy._memo.clear()
         plain = run()
     finally:
         tiny_policy.stop_ids = saved
@@ -264,14 +267,14 @@ def test_prefix_cache_invalidated_by_a_weight_update(tiny_policy):
     prompts = _shared_system_prompts(tiny_policy)[:2]
     greedy = SamplingParams(0.0, 1.0, 6)
     tiny_policy.generate(prompts, greedy)
-    key_before = tiny_policy._memo[0]
+    key_before = list(tiny_policy._memo)[-1][1]
     w = model.model.layers[0].self_attn.k_proj.weight
     saved = w.detach().clone()
     try:
         with torch.no_grad():
             w.mul_(3.0)
         after = tiny_policy.generate(prompts, greedy)
-        assert tiny_policy._memo[0] != key_before
+        assert list(tiny_policy._memo)[-1][1] != key_before
         fresh = HFPolicy(model, tiny_policy.tokenizer)
         fresh.min_shared_prefix = 10**9
         expect = [lp for c in fresh.generate(prompts, greedy) for lp in c.logprobs]
@@ -286,9 +289,7 @@ def test_score_with_shared_prefix_equals_unshared(tiny_policy):
     prompts = _shared_system_prompts(tiny_policy)
     conts = [[50, 51, 52], [60], [70, 71, 72, 73, 74]]
     shared = tiny_policy.score(prompts, conts, topk=2, with_entropy=True)
-    assert tiny_policy._memo is not None and len(tiny_policy._memo[0][0]) == tiny_policy._shared_prefix_len(
-        prompts
-    )
+    assert len(list(tiny_policy._memo)[-1][0]) == tiny_policy._shared_prefix_len(prompts)
     full = tiny_policy.score(prompts, conts, topk=2, with_entropy=True, grad=True)
     for name in ("logprobs", "entropy", "topk_logprobs"):
         torch.testing.assert_close(getattr(shared, name), getattr(full, name).detach(), atol=1e-5, rtol=0)

@@ -1,30 +1,37 @@
-"""A transformers causal LM as a TokenPolicy: chat encoding, batched sampling, and chunked per-token scoring.
+"""A transformers causal LM as a TokenPolicy: chat encoding, batched sampling, and per-token scoring.
 
-- `generate`: one batched sampling loop with a KV cache over left-padded prompts; each row stops at its own
-  end-of-turn token (`<|im_end|>`), finished rows leave the batch (the cache is compacted), temperature and
-  top-p, seeded by the policy's torch.Generator. Ids come back verbatim, never re-tokenized.
-- Reserved KV cache: after the prompt, each layer's keys/values move into a buffer sized for the whole turn,
-  so a decode step writes one column in place instead of concatenating (copying) the whole cache, which is
-  what transformers' DynamicCache does every step. Falls back to the plain DynamicCache for layer kinds it
-  does not know (sliding windows, linear attention) and for transformers releases without cache layers.
-- Shared-prefix cache: rows that share a long prompt prefix (the system prompt and tool schemas of one
-  environment) prefill it once; its keys/values are memoised across calls and keyed by every parameter's
-  in-place version counter, so any optimizer step invalidates them. Rows are left-padded *after* the shared
-  prefix (padding masked, positions contiguous), which is exact up to float rounding (tested).
+- Precision: parameters stay as loaded (float32 master weights for training); `autocast` (None, bfloat16,
+  float16) runs the transformer body in low precision under torch.autocast. The output head and every
+  log-softmax run in float32 with autocast off, in generation and in scoring alike, so sampling log-probs,
+  old log-probs, teacher log-probs and the update's log-probs all come from the same float32 head.
+- `generate`: one batched sampling loop with a KV cache; each row stops at its own end-of-turn token
+  (`<|im_end|>`), finished rows leave the batch (the cache is compacted), temperature and top-p, seeded by the
+  policy's torch.Generator. Ids come back verbatim, never re-tokenized.
+- KV reuse (sgcd.policy.kvcache): a prompt prefix shared by all rows (the system prompt and tools) is prefilled
+  once and memoised; after a turn each row's keys/values are kept, so the next turn of the same episode only
+  prefills the environment's answer (`reuse_kv`, on by default; off = re-prefill every turn, the reference the
+  tests compare against). Caches are tied to the weights (every parameter's version counter plus a tag that
+  the reference view sets), so an optimizer step never reuses stale keys/values.
 - Sampling log-probs are of the **untempered** policy: log softmax(logits) at temperature 1, before top-p,
   whatever the sampling temperature. That is pi_old as PPO's ratio and the teacher's divergence need it, and it
   equals `score()` on the same tokens (tested). Departure from samplers that report the tempered/truncated
   distribution (vLLM's default): those log-probs are *not* what the trainer would recompute.
-- `score`: one forward of the transformer body, then log-softmax over the vocabulary in chunks of positions, so
-  memory is O(B * chunk * V) rather than O(B * T * V); with `grad=True` each chunk is checkpointed, so the
-  backward pass recomputes its logits instead of storing them. Logits are upcast to float32 before softmax
-  (the body may run in bfloat16).
-Supported: models whose logits are `lm_head(last_hidden_state)` (optionally soft-capped), e.g. Llama, Qwen, SmolLM.
+- `score`: one forward of the transformer body, then the head and log-softmax only at the positions asked for
+  (`select`, e.g. the action tokens), in chunks, so memory is O(chunk * V); with `grad=True` each chunk is
+  checkpointed, so the backward pass recomputes its logits instead of storing them. Without gradients a shared
+  prompt prefix is reused (`share_prefix`).
+- Frozen trunk (`trunk_blocks = N`, set when only the top blocks train): the bottom N blocks' hidden states of a
+  row are computed once without gradient and cached, and every later pass over the same row (old log-probs, the
+  update, more PPO epochs) runs only the top blocks. Old and update log-probs go through this same path, so the
+  PPO ratio is 1 at the first minibatch up to float reordering. Llama-style bodies only (layers, norm,
+  embed_tokens, no embedding scaling); elsewhere the full body runs (still exact, just slower).
+Supported: models whose logits are `lm_head(last_hidden_state)` (optionally soft-capped), e.g. Llama, Qwen, SmolLM;
+plain or wrapped in a peft PeftModel.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import inspect
 from pathlib import Path
 from typing import Any
@@ -34,15 +41,11 @@ from torch.utils.checkpoint import checkpoint
 
 from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
 from sgcd.policy.chat import ChatCodec
-
-try:  # cache layers (transformers >= 4.56); without them generation keeps transformers' own cache
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
-    _HAS_LAYERS = True
-except ImportError:
-    _HAS_LAYERS = False
+from sgcd.policy.kvcache import Entry, SessionStore, batch_cache, reservable, reserve_cache, row_entry
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+AUTOCAST = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TRUNK_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral", "smollm3")
 
 
 class HFPolicy(ChatCodec):
@@ -51,7 +54,9 @@ class HFPolicy(ChatCodec):
     The encoding (encode_prompt, encode_delta, decode, eot_id) is ChatCodec's; this class adds the model.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, seed: int = 0, score_chunk: int = 256) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, seed: int = 0, score_chunk: int = 256, autocast: str = "none"
+    ) -> None:
         super().__init__(tokenizer)
         self.model = model
         self.score_chunk = score_chunk  # positions per log-softmax chunk in score()
@@ -59,14 +64,20 @@ class HFPolicy(ChatCodec):
         self.stop_ids: frozenset[int] = frozenset({self.eot_id})
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.min_shared_prefix = 16  # shorter common prefixes are not worth a separate cache
-        # transformers >= 5.2x names the KV-cache argument `cache`; older releases `past_key_values`.
-        self._cache_kw = (
-            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        )
-        self._memo: tuple[tuple, Any] | None = None  # (key, KV cache of one shared prefix)
+        self.set_autocast(autocast)
+        self.reuse_kv = True  # keep each episode's KV cache across turns
+        self.sessions = SessionStore()
+        self.trunk_blocks = 0  # bottom blocks whose hidden states are cached (frozen); 0 = off
+        self._trunk: dict[tuple[int, ...], torch.Tensor] = {}
+        self._memo: dict[tuple, Entry | None] = {}  # shared-prefix keys/values, by (prefix, weights)
+        self._tag = "policy"  # which weights are active: "policy" or "reference" (see `reference`)
+        self._initial: dict[str, torch.Tensor] | None = None  # trained tensors' initial values
+        self._cache_kw = _cache_kw(self.body())
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: str = "float32", seed: int = 0):
+    def from_pretrained(
+        cls, path: str | Path, device: str = "cpu", dtype: str = "float32", seed: int = 0, autocast="none"
+    ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if dtype not in DTYPES:
@@ -74,7 +85,7 @@ class HFPolicy(ChatCodec):
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device)
         model.eval()
-        return cls(model, tokenizer, seed=seed)
+        return cls(model, tokenizer, seed=seed, autocast=autocast)
 
     @property
     def device(self) -> torch.device:
@@ -83,6 +94,75 @@ class HFPolicy(ChatCodec):
     def seed(self, seed: int) -> None:
         """Reset the sampling generator (same seed + same prompts + same params = same samples)."""
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def set_autocast(self, name: str) -> None:
+        if name not in AUTOCAST:
+            raise ValueError(f"autocast {name!r} not supported; choose one of {', '.join(AUTOCAST)}")
+        self.autocast = AUTOCAST[name]
+
+    def _amp(self):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+
+    # ---- the model's parts -----------------------------------------------------------------------------------
+    def causal_lm(self) -> Any:
+        """The transformers CausalLM (inside a peft wrapper, the base model with the adapters injected)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    def body(self) -> Any:
+        lm = self.causal_lm()
+        return getattr(lm, lm.base_model_prefix)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits in float32, autocast off (the head of every scoring and sampling pass)."""
+        lm = self.causal_lm()
+        head = lm.get_output_embeddings()
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            bias = None if getattr(head, "bias", None) is None else head.bias.float()
+            logits = torch.nn.functional.linear(h.float(), head.weight.float(), bias)
+        cap = getattr(lm.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    def _weights_key(self) -> tuple:
+        return (self._tag, tuple(p._version for p in self.model.parameters()), str(self.device))
+
+    @contextlib.contextmanager
+    def reference(self):
+        """Within this block the policy scores with its frozen initial weights: adapters disabled (peft), or the
+        trained tensors swapped for the values `keep_reference` saved. One model in memory, never a copy."""
+        prev, self._tag = self._tag, "reference"
+        try:
+            if hasattr(self.model, "disable_adapter"):
+                with self.model.disable_adapter():
+                    yield self
+            elif self._initial is not None:
+                params = dict(self.model.named_parameters())
+                live = {n: params[n].data for n in self._initial}
+                try:
+                    for n, t in self._initial.items():
+                        params[n].data = t
+                    yield self
+                finally:
+                    for n, t in live.items():
+                        params[n].data = t
+            else:
+                raise RuntimeError(
+                    "reference(): no adapters and no saved initial weights (call keep_reference)"
+                )
+        finally:
+            self._tag = prev
+
+    def keep_reference(self) -> None:
+        """Save the initial values of the trainable tensors (without adapters, the reference needs them)."""
+        if not hasattr(self.model, "disable_adapter"):
+            self._initial = {
+                n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad
+            }
+
+    def clear_caches(self) -> None:
+        """Forget the frozen-trunk hidden states (the trainer calls this once per step)."""
+        self._trunk.clear()
 
     # ---- sampling --------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -93,35 +173,48 @@ class HFPolicy(ChatCodec):
         if any(len(p) == 0 for p in prompts):
             raise ValueError("generate: every prompt needs at least one token")
         dev, B = self.device, len(prompts)
+        self.sessions.check(self._weights_key())
         P = self._shared_prefix_len(prompts)
-        S = max(len(p) - P for p in prompts)
-        capacity = P + S + params.max_new_tokens
-        cache = self._prefix_cache(prompts[0][:P], B, capacity) if P else None
+        prefix = self._prefix_entry(prompts[0][:P]) if P else None
+        srcs: list[Entry | None] = []
+        for p in prompts:  # what each row has cached already: its episode's last turn, or the shared prefix
+            e = self.sessions.take(p) if self.reuse_kv else None
+            srcs.append(e if e is not None and len(e.tokens) >= P else prefix)
+        c_B = torch.tensor([len(e.tokens) if e is not None else 0 for e in srcs])
+        C = int(c_B.max())
+        S = max(len(p) - int(c) for p, c in zip(prompts, c_B))
+        capacity = C + S + params.max_new_tokens
         ids_B_S = torch.full((B, S), self.pad_id, dtype=torch.long)
         attn_B_S = torch.zeros((B, S), dtype=torch.long)
-        for b, p in enumerate(prompts):  # left padding after the shared prefix: the next token is at column S
-            ids_B_S[b, S - (len(p) - P) :] = torch.tensor(p[P:])
-            attn_B_S[b, S - (len(p) - P) :] = 1
-        ids_B_S, attn_B_S = ids_B_S.to(dev), attn_B_S.to(dev)
-        pos_B_S = (P + attn_B_S.cumsum(-1) - 1).clamp(min=0)
-        attn_B_C = attn_B_S.new_ones((B, capacity))  # generated columns are all 1; L columns are in use
-        attn_B_C[:, P : P + S] = attn_B_S
-        L = P + S
-        out = self.model(
-            input_ids=ids_B_S,
-            attention_mask=attn_B_C[:, :L],
-            position_ids=pos_B_S,
-            use_cache=True,
-            logits_to_keep=1,
-            **({self._cache_kw: cache} if cache is not None else {}),
-        )
-        cache, pos_B = reserve_cache(out[self._cache_kw], capacity), pos_B_S[:, -1]
+        for b, (p, c) in enumerate(zip(prompts, c_B.tolist())):  # left padding: the next token is at column S
+            ids_B_S[b, S - (len(p) - c) :] = torch.tensor(p[c:])
+            attn_B_S[b, S - (len(p) - c) :] = 1
+        pos_B_S = (c_B[:, None] + attn_B_S.cumsum(-1) - 1).clamp(min=0).to(dev)
+        attn_B_X = torch.ones((B, capacity), dtype=torch.long)  # generated columns are all 1
+        attn_B_X[:, :C] = (torch.arange(C)[None] < c_B[:, None]).long()  # each row's cached part, then a gap
+        attn_B_X[:, C : C + S] = attn_B_S
+        ids_B_S, attn_B_X = ids_B_S.to(dev), attn_B_X.to(dev)
+        cache = batch_cache(srcs, capacity, next(e for e in srcs if e is not None))[0] if C else None
+        L = C + S
+        body = self.body()
+        with self._amp():
+            out = body(input_ids=ids_B_S, attention_mask=attn_B_X[:, :L], position_ids=pos_B_S, use_cache=True,
+                       **({self._cache_kw: cache} if cache is not None else {}))  # fmt: skip
+        cache = reserve_cache(_cache_of(out), capacity)
+        keep_kv = self.reuse_kv and reservable(cache)
+        logits_A_V = self._head(out.last_hidden_state[:, -1])
+        pos_B = pos_B_S[:, -1]
         alive = list(range(B))  # original row of each cache row
         toks: list[list[int]] = [[] for _ in range(B)]
         lps: list[list[float]] = [[] for _ in range(B)]
         done = [False] * B
+
+        def save(a: int, b: int) -> None:  # row b's keys/values: cached part, its prompt's suffix, fed tokens
+            c, s, fed = int(c_B[b]), len(prompts[b]) - int(c_B[b]), len(toks[b]) - 1
+            cols = torch.cat([torch.arange(c), torch.arange(C + S - s, C + S + fed)]).to(dev)
+            self.sessions.put(row_entry(cache, a, cols, tuple(prompts[b]) + tuple(toks[b][:-1])))
+
         for _ in range(params.max_new_tokens):
-            logits_A_V = out.logits[:, -1, :].float()
             tok_A, lp_A = self._sample(logits_A_V, params)
             for a, (t, lp) in enumerate(zip(tok_A.tolist(), lp_A.tolist())):
                 b = alive[a]
@@ -132,18 +225,22 @@ class HFPolicy(ChatCodec):
             if not keep or len(toks[alive[keep[0]]]) >= params.max_new_tokens:
                 break
             if len(keep) < len(alive):  # drop finished rows from the batch and the cache
+                if keep_kv:
+                    for a, b in enumerate(alive):
+                        if done[b]:
+                            save(a, b)
                 idx = torch.tensor(keep, device=dev)
                 cache.batch_select_indices(idx)
-                tok_A, attn_B_C, pos_B = tok_A[idx], attn_B_C[idx], pos_B[idx]
+                tok_A, attn_B_X, pos_B = tok_A[idx], attn_B_X[idx], pos_B[idx]
                 alive = [alive[a] for a in keep]
             L, pos_B = L + 1, pos_B + 1
-            out = self.model(
-                input_ids=tok_A[:, None],
-                attention_mask=attn_B_C[:, :L],
-                position_ids=pos_B[:, None],
-                use_cache=True,
-                **{self._cache_kw: cache},
-            )
+            with self._amp():
+                out = body(input_ids=tok_A[:, None], attention_mask=attn_B_X[:, :L], position_ids=pos_B[:, None],
+                           use_cache=True, **{self._cache_kw: cache})  # fmt: skip
+            logits_A_V = self._head(out.last_hidden_state[:, -1])
+        if keep_kv:
+            for a, b in enumerate(alive):
+                save(a, b)
         return [self._completion(t, lp) for t, lp in zip(toks, lps)]
 
     def _shared_prefix_len(self, prompts: list[list[int]]) -> int:
@@ -153,24 +250,21 @@ class HFPolicy(ChatCodec):
             n = next((i for i in range(n) if p[i] != first[i]), n)
         return n if n >= self.min_shared_prefix else 0
 
-    def _prefix_cache(self, prefix: list[int], batch: int, capacity: int) -> Any:
-        """A fresh KV cache of `prefix` repeated `batch` times, with room for `capacity` positions in all;
-        the prefix itself is computed once per prefix and weights version.
-
-        The key holds every parameter's in-place version counter, so an optimizer step (or load_state_dict)
-        invalidates it: a stale prefix is never reused after the weights change.
-        """
-        key = (tuple(prefix), tuple(p._version for p in self.model.parameters()), str(self.device))
-        if self._memo is None or self._memo[0] != key:
-            ids = torch.tensor([prefix], device=self.device)
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            self._memo = (key, out[self._cache_kw])
-        cache = reserve_cache(self._memo[1], capacity, repeat=batch)
-        if cache is self._memo[1]:  # not reservable: copy, so the memo stays the prefix alone
-            cache = copy.deepcopy(cache)
-            if batch > 1:
-                cache.batch_repeat_interleave(batch)
-        return cache
+    @torch.no_grad()
+    def _prefix_entry(self, prefix: list[int]) -> Entry | None:
+        """The keys/values of `prefix` (one row), computed once per prefix and weights; None when the model's
+        cache layers cannot be managed (then nothing is shared)."""
+        key = (tuple(prefix), self._weights_key())
+        if key not in self._memo:
+            if len(self._memo) >= 4:
+                self._memo.pop(next(iter(self._memo)))
+            body = self.body()
+            with self._amp():
+                out = body(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+            cache = _cache_of(out)
+            cols = torch.arange(len(prefix), device=self.device)
+            self._memo[key] = row_entry(cache, 0, cols, tuple(prefix)) if reservable(cache) else None
+        return self._memo[key]
 
     def _completion(self, toks: list[int], lps: list[float]) -> Completion:
         finished = bool(toks) and toks[-1] in self.stop_ids
@@ -198,150 +292,162 @@ class HFPolicy(ChatCodec):
         topk: int = 0,
         with_entropy: bool = False,
         grad: bool = False,
+        select: list[Any] | None = None,
+        share_prefix: bool | None = None,
     ) -> ScoreOutput:
-        """log p(continuation_t | prefix, continuation_<t) per token, right-padded to (B, T_max)."""
+        """log p(continuation_t | prefix, continuation_<t) per token, right-padded to (B, T_max).
+
+        select: per row, booleans over its continuation: only those positions are scored (the rest are 0 and
+        False in `mask`). share_prefix: reuse a shared prompt prefix's keys/values (default: when not grad).
+        """
         if len(prefixes) != len(continuations):
             raise ValueError(f"score: {len(prefixes)} prefixes but {len(continuations)} continuations")
         if any(len(p) == 0 for p in prefixes):
             raise ValueError(
                 "score: every prefix needs at least one token (the first token has no prediction)"
             )
+        if select is not None and [len(s) for s in select] != [len(c) for c in continuations]:
+            raise ValueError("score: select must give one flag per continuation token")
+        share = (not grad) if share_prefix is None else share_prefix
+        if grad and share:
+            raise ValueError(
+                "score: share_prefix needs grad=False (the prefix's keys/values carry no gradient)"
+            )
         with torch.set_grad_enabled(grad):
-            return self._score(prefixes, continuations, topk, with_entropy, grad)
+            return self._score(prefixes, continuations, topk, with_entropy, grad, select, share)
 
-    def _score(self, prefixes, continuations, topk, with_entropy, grad) -> ScoreOutput:
+    def _score(self, prefixes, continuations, topk, with_entropy, grad, select, share) -> ScoreOutput:
         dev, B = self.device, len(prefixes)
-        # Without gradients a shared prompt prefix is exact to reuse (the same cache generate() uses); with
-        # gradients it is recomputed so the gradient through the prompt's keys/values is kept.
-        P = 0 if grad else self._shared_prefix_len(prefixes)
+        P = self._shared_prefix_len(prefixes) if share else 0
+        entry = self._prefix_entry(list(prefixes[0][:P])) if P else None
+        P = P if entry is not None else 0
         T = max((len(c) for c in continuations), default=0)
         L = max(len(p) + len(c) for p, c in zip(prefixes, continuations)) - P
-        cache = self._prefix_cache(list(prefixes[0][:P]), B, P + L) if P else None
         ids_B_L = torch.full((B, L), self.pad_id, dtype=torch.long)
         attn_B_L = torch.zeros((B, L), dtype=torch.long)
         tgt_B_T = torch.full((B, T), self.pad_id, dtype=torch.long)
         src_B_T = torch.zeros((B, T), dtype=torch.long)  # column whose hidden state predicts target t
-        mask_B_T = torch.zeros((B, T), dtype=torch.bool)
+        sel_B_T = torch.zeros((B, T), dtype=torch.bool)
         for b, (p, c) in enumerate(zip(prefixes, continuations)):  # right padding after the shared prefix
             row = list(p[P:]) + list(c)
             ids_B_L[b, : len(row)] = torch.tensor(row)
             attn_B_L[b, : len(row)] = 1
             tgt_B_T[b, : len(c)] = torch.tensor(c, dtype=torch.long)
             src_B_T[b] = (torch.arange(T) + len(p) - P - 1).clamp(max=L - 1)
-            mask_B_T[b, : len(c)] = True
-        ids_B_L, attn_B_L, tgt_B_T, src_B_T = (
-            ids_B_L.to(dev),
-            attn_B_L.to(dev),
-            tgt_B_T.to(dev),
-            src_B_T.to(dev),
+            sel_B_T[b, : len(c)] = torch.tensor(select[b], dtype=torch.bool) if select is not None else True
+        ids_B_L, attn_B_L, tgt_B_T, src_B_T, sel_B_T = (
+            x.to(dev) for x in (ids_B_L, attn_B_L, tgt_B_T, src_B_T, sel_B_T)
         )
         attn_full = torch.cat([attn_B_L.new_ones((B, P)), attn_B_L], dim=1)
         pos_B_L = (P + torch.arange(L, device=dev))[None].expand(B, L)
-        body = getattr(self.model, self.model.base_model_prefix)
-        kwargs = {self._cache_kw: cache, "use_cache": True} if cache is not None else {}
-        hidden_B_L_H = body(input_ids=ids_B_L, attention_mask=attn_full, position_ids=pos_B_L, **kwargs)
-        hidden_B_L_H = hidden_B_L_H.last_hidden_state
-        h_B_T_H = hidden_B_L_H.gather(1, src_B_T[..., None].expand(-1, -1, hidden_B_L_H.shape[-1]))
+        with self._amp():
+            if P:
+                cache = batch_cache([entry] * B, P + L, entry)[0]
+                h_B_L_H = self.body()(input_ids=ids_B_L, attention_mask=attn_full, position_ids=pos_B_L,
+                                      use_cache=True, **{self._cache_kw: cache}).last_hidden_state  # fmt: skip
+            elif self.trunk_blocks and self.trunk_supported():
+                rows = [tuple(p) + tuple(c) for p, c in zip(prefixes, continuations)]
+                h_B_L_H = self._top(self._trunk_hidden(rows, ids_B_L, attn_B_L, pos_B_L), attn_B_L, pos_B_L)
+            else:
+                h_B_L_H = self.body()(
+                    input_ids=ids_B_L, attention_mask=attn_B_L, position_ids=pos_B_L
+                ).last_hidden_state
+        h_B_T_H = h_B_L_H.gather(1, src_B_T[..., None].expand(-1, -1, h_B_L_H.shape[-1]))
+        h_N_H, tgt_N = h_B_T_H[sel_B_T], tgt_B_T[sel_B_T]
         parts = [
-            self._score_chunk(
-                h_B_T_H[:, s : s + self.score_chunk],
-                tgt_B_T[:, s : s + self.score_chunk],
-                topk,
-                with_entropy,
-                grad,
-            )
-            for s in range(0, T, self.score_chunk)
-        ]
+            self._score_chunk(h_N_H[s : s + self.score_chunk], tgt_N[s : s + self.score_chunk], topk, with_entropy, grad)
+            for s in range(0, h_N_H.shape[0], self.score_chunk)
+        ]  # fmt: skip
         if not parts:
-            empty = torch.zeros((B, 0), device=dev)
-            return ScoreOutput(logprobs=empty, mask=mask_B_T.to(dev))
-        cat = [torch.cat([p[i] for p in parts], dim=1) if parts[0][i] is not None else None for i in range(4)]
-        mask = mask_B_T.to(dev)
+            empty = torch.zeros((B, T), device=dev)
+            return ScoreOutput(
+                logprobs=empty, mask=sel_B_T, entropy=empty.clone() if with_entropy else None,
+                topk_logprobs=torch.zeros((B, T, topk), device=dev) if topk else None,
+                topk_ids=torch.zeros((B, T, topk), dtype=torch.long, device=dev) if topk else None,
+            )  # fmt: skip
+
+        def spread(i: int, fill: torch.Tensor) -> torch.Tensor | None:  # packed (N, ...) -> (B, T, ...)
+            if parts[0][i] is None:
+                return None
+            packed = torch.cat([p[i] for p in parts], dim=0)
+            sel = sel_B_T.view(B, T, *([1] * (packed.dim() - 1))).expand(fill.shape)
+            return fill.masked_scatter(sel, packed)
+
+        k = (topk,) if topk else ()
         return ScoreOutput(
-            logprobs=cat[0] * mask, mask=mask, entropy=cat[1], topk_logprobs=cat[2], topk_ids=cat[3]
+            logprobs=spread(0, torch.zeros((B, T), device=dev)),
+            mask=sel_B_T,
+            entropy=spread(1, torch.zeros((B, T), device=dev)),
+            topk_logprobs=spread(2, torch.zeros((B, T, *k), device=dev)),
+            topk_ids=spread(3, torch.zeros((B, T, *k), dtype=torch.long, device=dev)),
         )
 
-    def _score_chunk(self, h_B_C_H, tgt_B_C, topk, with_entropy, grad):
+    def _score_chunk(self, h_N_H, tgt_N, topk, with_entropy, grad):
         def fn(h):
-            logp_B_C_V = torch.log_softmax(self._logits(h).float(), dim=-1)
-            lp = logp_B_C_V.gather(-1, tgt_B_C[..., None]).squeeze(-1)
-            ent = -(logp_B_C_V.exp() * logp_B_C_V).sum(-1) if with_entropy else None
-            top = logp_B_C_V.topk(topk, dim=-1) if topk else None
+            logp_N_V = torch.log_softmax(self._head(h), dim=-1)
+            lp = logp_N_V.gather(-1, tgt_N[:, None]).squeeze(-1)
+            ent = -(logp_N_V.exp() * logp_N_V).sum(-1) if with_entropy else None
+            top = logp_N_V.topk(topk, dim=-1) if topk else None
             return lp, ent, (top.values if top else None), (top.indices if top else None)
 
-        if grad and h_B_C_H.requires_grad:
-            return checkpoint(fn, h_B_C_H, use_reentrant=False)
-        return fn(h_B_C_H)
+        if grad and h_N_H.requires_grad:
+            return checkpoint(fn, h_N_H, use_reentrant=False)
+        return fn(h_N_H)
 
-    def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        logits = self.model.get_output_embeddings()(h)
-        cap = getattr(self.model.config, "final_logit_softcapping", None)
-        return torch.tanh(logits / cap) * cap if cap else logits
+    # ---- the frozen trunk ------------------------------------------------------------------------------------
+    def trunk_supported(self) -> bool:
+        lm = self.causal_lm()
+        body = self.body()
+        return (
+            getattr(lm.config, "model_type", "") in TRUNK_MODEL_TYPES
+            and isinstance(getattr(body, "layers", None), torch.nn.ModuleList)
+            and hasattr(body, "norm")
+            and hasattr(body, "embed_tokens")
+        )
+
+    @contextlib.contextmanager
+    def _only_blocks(self, start: int, stop: int | None, norm: bool):
+        """Run the body over blocks [start, stop) only (and skip the final norm unless `norm`)."""
+        body = self.body()
+        layers, final_norm = body.layers, body.norm
+        body.layers = torch.nn.ModuleList(list(layers)[start:stop])
+        if not norm:
+            body.norm = torch.nn.Identity()
+        try:
+            yield body
+        finally:
+            body.layers, body.norm = layers, final_norm
+
+    @torch.no_grad()
+    def _trunk_hidden(self, rows, ids_B_L, attn_B_L, pos_B_L) -> torch.Tensor:
+        """Hidden states after the frozen bottom blocks, (B, L, H); rows seen before come from the cache."""
+        missing = [b for b, r in enumerate(rows) if r not in self._trunk]
+        if missing:
+            idx = torch.tensor(missing, device=ids_B_L.device)
+            with self._only_blocks(0, self.trunk_blocks, norm=False) as body:
+                h = body(input_ids=ids_B_L[idx], attention_mask=attn_B_L[idx], position_ids=pos_B_L[idx])
+            for j, b in enumerate(missing):
+                self._trunk[rows[b]] = h.last_hidden_state[j, : len(rows[b])].clone()
+        first = self._trunk[rows[0]]
+        out = first.new_zeros((len(rows), ids_B_L.shape[1], first.shape[-1]))
+        for b, r in enumerate(rows):
+            out[b, : self._trunk[r].shape[0]] = self._trunk[r]
+        return out
+
+    def _top(self, h_B_L_H, attn_B_L, pos_B_L) -> torch.Tensor:
+        with self._only_blocks(self.trunk_blocks, None, norm=True) as body:
+            return body(
+                inputs_embeds=h_B_L_H, attention_mask=attn_B_L, position_ids=pos_B_L
+            ).last_hidden_state
 
 
-def reserve_cache(cache: Any, capacity: int, repeat: int = 1) -> Any:
-    """A new cache whose layers hold `cache`'s keys/values (each row repeated `repeat` times) in buffers with
-    room for `capacity` positions; `cache` itself is left as it was. Returns `cache` unchanged when any of its
-    layers is not a plain DynamicLayer (or the transformers release has no cache layers)."""
-    if not _HAS_LAYERS:
-        return cache
-    layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) not in (DynamicLayer, ReservedLayer) for layer in layers):
-        return cache
-    if repeat == 1 and all(isinstance(la, ReservedLayer) and la.capacity >= capacity for la in layers):
-        return cache  # already reserved (a shared prefix): the prompt was written into its buffers
-    if any(not layer.is_initialized for layer in layers):
-        return cache
-    new = DynamicCache()
-    new.layers = [ReservedLayer(layer.keys, layer.values, capacity, repeat) for layer in layers]
-    new.layer_class_to_replicate = None
-    return new
+def _cache_kw(body: Any) -> str:
+    """transformers >= 5.2x names the KV-cache argument `cache`; older releases `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
 
 
-class ReservedLayer(DynamicLayer if _HAS_LAYERS else object):  # type: ignore[misc]
-    """A DynamicLayer whose keys/values are views into buffers reserved up front: `update` writes in place.
-
-    Only what generation and scoring use is overridden (update, length, batch selection); `keys`/`values`
-    are always the filled part, so everything DynamicLayer derives from them stays right.
-    """
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int, repeat: int = 1) -> None:
-        super().__init__()
-        B, H, n, _ = keys.shape
-        if capacity < n:
-            raise ValueError(f"ReservedLayer: capacity {capacity} < {n} cached positions")
-        self._k = keys.new_empty((B * repeat, H, capacity, keys.shape[-1]))
-        self._v = values.new_empty((B * repeat, values.shape[1], capacity, values.shape[-1]))
-        self._k[:, :, :n] = keys.repeat_interleave(repeat, dim=0) if repeat > 1 else keys
-        self._v[:, :, :n] = values.repeat_interleave(repeat, dim=0) if repeat > 1 else values
-        self.n, self.capacity = n, capacity
-        self.device, self.dtype, self.is_initialized = keys.device, keys.dtype, True
-        self._views()
-
-    def _views(self) -> None:
-        self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        m = self.n + key_states.shape[-2]
-        if m > self.capacity:
-            raise RuntimeError(f"ReservedLayer: {m} positions exceed the reserved {self.capacity}")
-        self._k[:, :, self.n : m] = key_states
-        self._v[:, :, self.n : m] = value_states
-        self.n = m
-        self._views()
-        return self.keys, self.values
-
-    def get_seq_length(self, *args, **kwargs) -> int:
-        return self.n
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._k, self._v = self._k[indices], self._v[indices]
-        self._views()
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        self._k = self._k.repeat_interleave(repeats, dim=0)
-        self._v = self._v.repeat_interleave(repeats, dim=0)
-        self._views()
+def _cache_of(out: Any) -> Any:
+    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 def sample_inverse_cdf(probs_A_V: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -1,0 +1,213 @@
+"""KV caches for HFPolicy's generation: buffers reserved for a whole turn, and per-episode caches kept across turns.
+
+- `ReservedLayer` / `reserve_cache`: after the prompt, each layer's keys/values live in a buffer sized for the
+  whole turn, so a decode step writes one column in place instead of concatenating (copying) the whole cache,
+  which is what transformers' DynamicCache does every step.
+- `SessionStore`: multi-turn episodes. After a turn, each row's keys/values (its prompt and the tokens it
+  sampled) are kept, keyed by those token ids. The next turn's prompt is that sequence plus the environment's
+  answer, so only the answer is prefilled: a rollout's cost grows with its length, not with the square of its
+  turns. Entries are bounded in bytes (least recently used dropped first, which only costs a recomputation) and
+  tied to the weights they were computed with: any parameter update, or a switch to the reference weights,
+  empties the store.
+- `batch_cache`: rows whose cached lengths differ are laid side by side in one reserved cache, each row's keys
+  left-aligned; the gap up to the longest row is masked out by the caller's attention mask. Keys carry their
+  rotary positions already, so new tokens continue at each row's own position.
+
+Departure from transformers' generate(): ours keeps the cache of one turn for the next turn; theirs recomputes
+the conversation (or asks the caller to carry `past_key_values` by hand, one row at a time).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+try:  # cache layers (transformers >= 4.56); without them generation keeps transformers' own cache
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    HAS_LAYERS = True
+except ImportError:  # pragma: no cover - old transformers
+    HAS_LAYERS = False
+
+
+def reserve_cache(cache: Any, capacity: int, repeat: int = 1) -> Any:
+    """A new cache whose layers hold `cache`'s keys/values (each row repeated `repeat` times) in buffers with
+    room for `capacity` positions; `cache` itself is left as it was. Returns `cache` unchanged when any of its
+    layers is not a plain DynamicLayer (or the transformers release has no cache layers)."""
+    if not reservable(cache):
+        return cache
+    layers = cache.layers
+    if repeat == 1 and all(isinstance(la, ReservedLayer) and la.capacity >= capacity for la in layers):
+        return cache  # already reserved (a shared prefix): the prompt was written into its buffers
+    new = DynamicCache()
+    new.layers = [ReservedLayer(layer.keys, layer.values, capacity, repeat) for layer in layers]
+    new.layer_class_to_replicate = None
+    return new
+
+
+def reservable(cache: Any) -> bool:
+    """True when every layer of `cache` is a plain (full-attention) layer whose buffers we can manage."""
+    if not HAS_LAYERS:
+        return False
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(
+        type(la) in (DynamicLayer, ReservedLayer) and la.is_initialized for la in layers
+    )
+
+
+class ReservedLayer(DynamicLayer if HAS_LAYERS else object):  # type: ignore[misc]
+    """A DynamicLayer whose keys/values are views into buffers reserved up front: `update` writes in place.
+
+    Only what generation and scoring use is overridden (update, length, batch selection); `keys`/`values`
+    are always the filled part, so everything DynamicLayer derives from them stays right.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int, repeat: int = 1) -> None:
+        super().__init__()
+        B, H, n, _ = keys.shape
+        if capacity < n:
+            raise ValueError(f"ReservedLayer: capacity {capacity} < {n} cached positions")
+        k = keys.new_empty((B * repeat, H, capacity, keys.shape[-1]))
+        v = values.new_empty((B * repeat, values.shape[1], capacity, values.shape[-1]))
+        k[:, :, :n] = keys.repeat_interleave(repeat, dim=0) if repeat > 1 else keys
+        v[:, :, :n] = values.repeat_interleave(repeat, dim=0) if repeat > 1 else values
+        self._set(k, v, n)
+
+    @classmethod
+    def from_buffers(cls, k: torch.Tensor, v: torch.Tensor, n: int) -> ReservedLayer:
+        """A layer over buffers the caller filled (the first `n` columns are in use)."""
+        layer = cls.__new__(cls)
+        DynamicLayer.__init__(layer)
+        layer._set(k, v, n)
+        return layer
+
+    def _set(self, k: torch.Tensor, v: torch.Tensor, n: int) -> None:
+        self._k, self._v, self.n, self.capacity = k, v, n, k.shape[2]
+        self.device, self.dtype, self.is_initialized = k.device, k.dtype, True
+        self._views()
+
+    def _views(self) -> None:
+        self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        m = self.n + key_states.shape[-2]
+        if m > self.capacity:
+            raise RuntimeError(f"ReservedLayer: {m} positions exceed the reserved {self.capacity}")
+        self._k[:, :, self.n : m] = key_states
+        self._v[:, :, self.n : m] = value_states
+        self.n = m
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self, *args, **kwargs) -> int:
+        return self.n
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._k, self._v = self._k[indices], self._v[indices]
+        self._views()
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._k = self._k.repeat_interleave(repeats, dim=0)
+        self._v = self._v.repeat_interleave(repeats, dim=0)
+        self._views()
+
+
+@dataclass
+class Entry:
+    """One row's cached keys/values: per layer (keys, values), each (heads, n, head_dim), for `tokens`."""
+
+    tokens: tuple[int, ...]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+
+
+def row_entry(cache: Any, row: int, cols: torch.Tensor, tokens: tuple[int, ...]) -> Entry:
+    """Row `row`'s keys/values at buffer columns `cols` (in token order) as a compact Entry."""
+    kv = [(la.keys[row].index_select(1, cols), la.values[row].index_select(1, cols)) for la in cache.layers]
+    return Entry(tokens, kv)
+
+
+def batch_cache(sources: list[Entry | None], capacity: int, like: Entry) -> tuple[Any, list[int]]:
+    """A reserved cache with one row per source (its keys left-aligned, zeros after), and each row's length.
+
+    `like` gives the layer count, shapes, dtype and device (any entry of the same model)."""
+    B = len(sources)
+    lengths = [len(s.tokens) if s is not None else 0 for s in sources]
+    layers = []
+    for li, (k0, v0) in enumerate(like.kv):
+        k = k0.new_zeros((B, k0.shape[0], capacity, k0.shape[-1]))
+        v = v0.new_zeros((B, v0.shape[0], capacity, v0.shape[-1]))
+        for b, src in enumerate(sources):
+            if src is not None:
+                k[b, :, : lengths[b]] = src.kv[li][0]
+                v[b, :, : lengths[b]] = src.kv[li][1]
+        layers.append(ReservedLayer.from_buffers(k, v, max(lengths, default=0)))
+    cache = DynamicCache()
+    cache.layers = layers
+    cache.layer_class_to_replicate = None
+    return cache, lengths
+
+
+class SessionStore:
+    """Cached keys/values of unfinished episodes, looked up by the longest stored prefix of a new prompt."""
+
+    def __init__(self, max_bytes: int = 4 * 2**30) -> None:
+        self.max_bytes = max_bytes
+        self._by_len: dict[int, dict[tuple[int, ...], Entry]] = {}
+        self._lru: OrderedDict[tuple[int, ...], int] = OrderedDict()  # tokens -> nbytes, oldest first
+        self._bytes = 0
+        self.key: Any = None  # the weights these entries were computed with
+        self.hits = 0
+        self.hit_tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def clear(self) -> None:
+        self._by_len.clear()
+        self._lru.clear()
+        self._bytes = 0
+
+    def check(self, key: Any) -> None:
+        """Empty the store when the weights changed since its entries were computed."""
+        if key != self.key:
+            self.clear()
+            self.key = key
+
+    def take(self, prompt: list[int]) -> Entry | None:
+        """Remove and return the entry with the longest token sequence that is a proper prefix of `prompt`."""
+        for n in sorted(self._by_len, reverse=True):
+            if n >= len(prompt):
+                continue
+            entry = self._by_len[n].get(tuple(prompt[:n]))
+            if entry is not None:
+                self._drop(entry.tokens)
+                self.hits += 1
+                self.hit_tokens += n
+                return entry
+        return None
+
+    def put(self, entry: Entry) -> None:
+        if not entry.tokens or entry.tokens in self._lru:
+            return
+        size = entry.nbytes
+        if size > self.max_bytes:
+            return
+        self._by_len.setdefault(len(entry.tokens), {})[entry.tokens] = entry
+        self._lru[entry.tokens] = size
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            self._drop(next(iter(self._lru)))
+
+    def _drop(self, tokens: tuple[int, ...]) -> None:
+        self._bytes -= self._lru.pop(tokens)
+        bucket = self._by_len[len(tokens)]
+        del bucket[tokens]
+        if not bucket:
+            del self._by_len[len(tokens)]
