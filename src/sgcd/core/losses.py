@@ -116,6 +116,7 @@ def ppo_clip_loss(
             "actor/approx_kl": float(masked_fill_zero(k3_B_T, mask_B_T).sum()) / n if n else 0.0,
             "actor/approx_kl_k1": float(masked_fill_zero(-lr, mask_B_T).sum()) / n if n else 0.0,
             "actor/ratio_mean": float(masked_fill_zero(ratio_B_T.detach(), mask_B_T).sum()) / n if n else 0.0,
+            "actor/ratio_dev_max": float(masked_fill_zero(lr.abs(), mask_B_T).max()) if n else 0.0,
         }
         metrics["actor/clip_frac"] = metrics["actor/clip_frac_high"] + metrics["actor/clip_frac_low"]
     return loss, metrics

@@ -106,7 +106,6 @@ def _batch(trajs: list[Trajectory], P: int, device: Any) -> tuple[torch.Tensor, 
 
 def sft_loss(policy: Any, trajs: list[Trajectory], P: int, prefix_cache: Any) -> torch.Tensor:
     """Token-mean cross-entropy over the action tokens of `trajs`, after a shared prefix of P tokens."""
-    model = policy.model
     ids_B_S, attn_B_S, rows, cols, tgts = _batch(trajs, P, policy.device)
     B, S = ids_B_S.shape
     kwargs = {}
@@ -116,11 +115,11 @@ def sft_loss(policy: Any, trajs: list[Trajectory], P: int, prefix_cache: Any) ->
         kwargs[policy._cache_kw] = cache
     attn = torch.cat([attn_B_S.new_ones((B, P)), attn_B_S], dim=1)
     pos_B_S = (P + torch.arange(S, device=ids_B_S.device))[None].expand(B, S)
-    body = getattr(model, model.base_model_prefix)
+    body = policy.body()
     hidden_B_S_H = body(
         input_ids=ids_B_S, attention_mask=attn, position_ids=pos_B_S, use_cache=bool(P), **kwargs
     ).last_hidden_state
-    logits_N_V = policy._logits(hidden_B_S_H[rows, cols]).float()
+    logits_N_V = policy._head(hidden_B_S_H[rows, cols])
     return torch.nn.functional.cross_entropy(logits_N_V, tgts)
 
 

@@ -43,7 +43,28 @@ class ModelConfig:
         "smollm2-135m", "policy model: smollm2-135m | tiny | a local HF folder | an HF id in the cache"
     )
     device: str = _f("cpu", "torch device (cpu, cuda, cuda:0)")
-    dtype: str = _f("float32", "parameter dtype", ("float32", "bfloat16", "float16"))
+    dtype: str = _f(
+        "float32",
+        "parameter dtype; training needs float32 master weights (use model.autocast for low-precision compute)",
+        ("float32", "bfloat16", "float16"),
+    )
+    autocast: str = _f(
+        "none",
+        "low-precision compute for the transformer body (torch.autocast; bfloat16 uses the CPU's AMX where "
+        "present); parameters, optimizer state, the output head and every log-softmax stay float32",
+        ("none", "bfloat16", "float16"),
+    )
+    train_layers: int = _f(
+        0,
+        "train only the top K decoder blocks and the final norm (0 = every block); the frozen trunk's "
+        "hidden states are computed once per row and reused",
+        lo=0,
+    )
+    lora_rank: int = _f(0, "LoRA rank through peft (0 = no adapters, train the weights themselves)", lo=0)
+    lora_alpha: float = _f(16.0, "LoRA alpha (scale = alpha / rank)", lo=0.0)
+    lora_targets: str = _f(
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "comma-separated module names LoRA adapts"
+    )
     sft_warmstart: str = _f(
         "auto",
         "short supervised warm start on gold solutions before RL: auto = only for the built-in smollm2-135m "
@@ -361,6 +382,11 @@ def check_consistency(cfg: RunConfig) -> None:
         raise ConfigError(
             f"algorithm.microbatch_size ({cfg.algorithm.microbatch_size}) must be <= algorithm.minibatch_size "
             f"({cfg.algorithm.minibatch_size})"
+        )
+    if cfg.model.dtype != "float32":
+        raise ConfigError(
+            f"model.dtype={cfg.model.dtype} would train {cfg.model.dtype} parameters (updates round away); keep "
+            f"model.dtype=float32 and set model.autocast={cfg.model.dtype} for low-precision compute"
         )
     if cfg.summarizer.kind == "llm" and (not cfg.summarizer.base_url or not cfg.summarizer.model):
         raise ConfigError("summarizer.kind=llm needs summarizer.base_url and summarizer.model")

@@ -26,8 +26,14 @@ def wants_sft(cfg: RunConfig) -> bool:
 
 
 def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
-    """(policy, frozen reference policy or None, the folder the policy was loaded from)."""
+    """(policy, reference view or None, the folder the policy was loaded from).
+
+    The policy is set up for training as configured (model.train_layers, model.lora_*; float32 master weights,
+    model.autocast for compute). The reference (kl_beta > 0 or credit.teacher=reference) is the *same* model
+    seen through `HFPolicy.reference()` (adapters disabled, or the trained tensors' saved initial values): one
+    model in memory, never a second copy."""
     from sgcd.policy.models import load_policy, resolve_model
+    from sgcd.policy.trainable import TrainableError, make_trainable
 
     m = cfg.model
     try:
@@ -41,15 +47,40 @@ def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
         else:
             path = resolve_model(m.name)
         policy = load_policy(str(path), device=m.device, dtype=m.dtype, seed=cfg.seed)
-        ref = None
-        if cfg.needs_reference_model:
-            ref = load_policy(str(path), device=m.device, dtype=m.dtype, seed=cfg.seed)
-            ref.model.requires_grad_(False)
     except FileNotFoundError as exc:
         raise TrainError(f"model.name={m.name!r}: {str(exc).splitlines()[0]}") from exc
     except OSError as exc:
         raise TrainError(f"model.name={m.name!r} cannot be loaded: {str(exc).splitlines()[0]}") from exc
+    policy.set_autocast(m.autocast)
+    try:
+        make_trainable(
+            policy,
+            lora_rank=m.lora_rank,
+            lora_alpha=m.lora_alpha,
+            lora_targets=m.lora_targets,
+            train_layers=m.train_layers,
+        )
+    except TrainableError as exc:
+        raise TrainError(str(exc)) from exc
+    ref = None
+    if cfg.needs_reference_model:
+        policy.keep_reference()
+        ref = ReferenceView(policy)
     return policy, ref, path
+
+
+class ReferenceView:
+    """The frozen initial model as a scorer: `score` runs the policy inside `policy.reference()`."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.policy, name)
+
+    def score(self, *args: Any, **kwargs: Any) -> Any:
+        with self.policy.reference():
+            return self.policy.score(*args, **kwargs)
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module):

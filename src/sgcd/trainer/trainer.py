@@ -206,6 +206,7 @@ class Trainer:
         student = load_policy(
             str(final_dir), device=self.cfg.model.device, dtype=self.cfg.model.dtype, seed=self.cfg.seed
         )
+        student.set_autocast(self.cfg.model.autocast)
         result = evaluate_policy(student, self.domain, self.cfg)
         del student
         return result
@@ -227,8 +228,9 @@ class Trainer:
         tmp = self.run_dir / f".final.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            self.policy.model.save_pretrained(tmp)
-            self.policy.tokenizer.save_pretrained(tmp)
+            from sgcd.policy.trainable import save_trained
+
+            save_trained(self.policy, tmp)  # merged plain HF folder (+ adapter/ with LoRA)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

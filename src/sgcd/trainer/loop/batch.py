@@ -39,6 +39,11 @@ class TokenBatch:
     def T(self) -> int:
         return int(self.action_mask_B_T.shape[1])
 
+    @property
+    def select(self) -> list[tuple[bool, ...]]:
+        """Per row, the positions any training pass scores: the action tokens (nothing else needs log-probs)."""
+        return [tuple(bool(m) for m in t.action_mask) for t in self.trajectories]
+
 
 def collate(groups: list[TrajectoryGroup]) -> TokenBatch:
     """Flatten groups to rows (group order, sibling order) and pad per-token fields to the longest row."""
@@ -96,9 +101,16 @@ def score_rows(
     topk: int = 0,
     with_entropy: bool = False,
     grad: bool = False,
+    select: list[Any] | None = None,
+    share_prefix: bool | None = None,
 ) -> Scores:
     """One `policy.score` call over these rows, padded to T columns (on the policy's device)."""
-    out = policy.score(prefixes, continuations, topk=topk, with_entropy=with_entropy, grad=grad)
+    kw: dict[str, Any] = {"topk": topk, "with_entropy": with_entropy, "grad": grad}
+    if select is not None:
+        kw["select"] = select
+    if share_prefix is not None:
+        kw["share_prefix"] = share_prefix
+    out = policy.score(prefixes, continuations, **kw)
     return Scores(
         logprobs_B_T=_pad_to(out.logprobs, T),
         entropy_B_T=_pad_to(out.entropy, T) if with_entropy else None,
@@ -117,8 +129,12 @@ def score_batch(
     *,
     topk: int = 0,
     with_entropy: bool = False,
+    select: list[Any] | None = None,
+    share_prefix: bool | None = None,
 ) -> Scores:
-    """Score all rows without gradient, `micro` rows per forward; results on CPU, (B, T)."""
+    """Score all rows without gradient, `micro` rows per forward; results on CPU, (B, T).
+
+    select / share_prefix: as `policy.score` (positions to score; reuse a shared prompt prefix)."""
     parts: list[Scores] = []
     for s in range(0, len(prefixes), micro):
         sc = score_rows(
@@ -128,6 +144,8 @@ def score_batch(
             T,
             topk=topk,
             with_entropy=with_entropy,
+            select=None if select is None else select[s : s + micro],
+            share_prefix=share_prefix,
         )
         parts.append(sc)
 

@@ -37,7 +37,7 @@ from sgcd.core.losses import POLICY_LOSSES, kl_k3
 from sgcd.trainer.config import RunConfig
 from sgcd.trainer.loop.batch import Scores, TokenBatch, collate, score_batch, score_rows
 from sgcd.trainer.loop.collect import Collected, TaskSampler, collect_groups
-from sgcd.trainer.loop.teacher import build_references, teacher_prefix_rows, token_polarity
+from sgcd.trainer.loop.teacher import build_references, needs_references, teacher_prefix_rows, token_polarity
 
 LOSS_OF = {"grpo": "ppo-clip", "sgcd": "ppo-clip", "sd-replace": "sd-replace", "sd-aux": "sd-aux",
            "opd-advantage": "opd-advantage"}  # fmt: skip
@@ -150,23 +150,29 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
     adv_B, adv_metrics = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](batch.rewards_B, batch.group_index_B)
     metrics.update(rename(adv_metrics))
     micro = cfg.algorithm.microbatch_size
-    with timer("old_logprobs"):
-        old = score_batch(ctx.policy, batch.prefixes, batch.continuations, batch.T, micro, with_entropy=True)
+    ctx.policy.clear_caches()  # the frozen trunk's hidden states of the last step's rows
+    with timer(
+        "old_logprobs"
+    ):  # the update's own numerical path (no shared prefix), so the ratio starts at 1
+        old = score_batch(ctx.policy, batch.prefixes, batch.continuations, batch.T, micro, with_entropy=True,
+                          select=batch.select, share_prefix=False)  # fmt: skip
     teacher = None
     if cfg.algorithm.name != "grpo":
         with timer("teacher"):
-            teacher = score_teacher(ctx, batch, refs)
+            teacher = score_teacher(ctx, batch, refs, old)
+            metrics["credit/noise_floor_std"] = noise_floor(ctx, batch, old)
     ref_lp = None
     if cfg.algorithm.kl_beta > 0:
         with timer("ref_model"):
             ref_lp = score_batch(
-                ctx.ref_policy, batch.prefixes, batch.continuations, batch.T, micro
+                ctx.ref_policy, batch.prefixes, batch.continuations, batch.T, micro, select=batch.select
             ).logprobs_B_T
     with timer("credit"):
         w_B_T, ahat_B_T, credit_metrics = credit(ctx, batch, adv_B, old, teacher, refs)
     metrics.update(credit_metrics)
     with timer("update"):
         metrics.update(update(ctx, batch, old.logprobs_B_T, adv_B, ahat_B_T, teacher, ref_lp))
+    ctx.policy.clear_caches()
     ent = old.entropy_B_T
     if ent is not None:
         metrics["policy/entropy"] = (
@@ -188,9 +194,14 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
     )
 
 
-def score_teacher(ctx: StepContext, batch: TokenBatch, refs: list[Any]) -> Scores:
-    """Teacher log-probs of the identical trajectory tokens after the teacher prefix (no grad, one forward)."""
+def score_teacher(ctx: StepContext, batch: TokenBatch, refs: list[Any], old: Scores) -> Scores:
+    """Teacher log-probs of the identical trajectory tokens after the teacher prefix (no grad, one forward).
+
+    With no reference (credit.teacher=none) the teacher's prompt is the student's, so its scores *are* the old
+    log-probs: no forward, and delta = 0 exactly (SGCD = GRPO bit for bit)."""
     cfg = ctx.cfg
+    if not needs_references(cfg):
+        return Scores(old.logprobs_B_T.clone(), None if old.entropy_B_T is None else old.entropy_B_T.clone())
     model = (
         ctx.ref_policy if (cfg.credit.teacher == "reference" and ctx.ref_policy is not None) else ctx.policy
     )
@@ -202,7 +213,31 @@ def score_teacher(ctx: StepContext, batch: TokenBatch, refs: list[Any]) -> Score
         batch.T,
         cfg.algorithm.microbatch_size,
         with_entropy=cfg.credit.entropy_gate,
+        select=batch.select,
     )
+
+
+NOISE_ROWS = 2
+
+
+def noise_floor(ctx: StepContext, batch: TokenBatch, old: Scores) -> float:
+    """Std over action tokens of (teacher path on the *clean* prompt - student) on the first NOISE_ROWS rows.
+
+    Same weights, same prompt: any difference is numerical (autocast, the shared-prefix cache, batch shapes).
+    Logged as `credit/noise_floor_std` beside `credit/w_std`'s source, the teacher-student divergence: a credit
+    signal no larger than this floor is noise."""
+    rows = list(range(min(NOISE_ROWS, batch.B)))
+    clean = score_batch(
+        ctx.policy,
+        [batch.prefixes[i] for i in rows],
+        [batch.continuations[i] for i in rows],
+        batch.T,
+        ctx.cfg.algorithm.microbatch_size,
+        select=[batch.select[i] for i in rows],
+    ).logprobs_B_T
+    mask = batch.action_mask_B_T[rows]
+    diff = (clean - old.logprobs_B_T[rows])[mask]
+    return float(diff.std()) if diff.numel() > 1 else 0.0
 
 
 def credit(
@@ -240,15 +275,33 @@ def credit(
     _, type_metrics = weight_stats_by_token_type(w_B_T, mask, batch.token_types_B_T)
     metrics.update({k: v for k, v in type_metrics.items() if not k.endswith("_observation_mean")})
     if refs and any(r is not None for r in refs):
-        polarity_B_T = token_polarity(batch, refs) * torch.sign(adv_B).unsqueeze(-1)
+        pol_B_T = token_polarity(batch, refs)
+        polarity_B_T = pol_B_T * torch.sign(adv_B).unsqueeze(-1)
         _, agree = polarity_agreement(w_B_T, polarity_B_T, mask & (adv_B != 0).unsqueeze(-1))
         metrics.update(agree)
+        if teacher is not None:
+            metrics.update(ref_sensitivity(teacher.logprobs_B_T - student, pol_B_T, mask))
     if teacher is not None:
         delta = (teacher.logprobs_B_T - student)[mask]
         metrics["credit/teacher_minus_student_mean"] = float(delta.mean()) if delta.numel() else 0.0
         if teacher.entropy_B_T is not None:
             metrics["credit/teacher_entropy"] = float(teacher.entropy_B_T[mask].mean()) if mask.any() else 0.0
     return w_B_T, ahat_B_T, rename(metrics)
+
+
+def ref_sensitivity(
+    delta_B_T: torch.Tensor, pol_B_T: torch.Tensor, mask_B_T: torch.Tensor
+) -> dict[str, float]:
+    """Does the teacher read the reference? Mean of polarity * centred delta over the action tokens of steps the
+    reference marks helpful (+1) or harmful (-1): positive = the teacher raises what the reference backs and
+    lowers what it blames. delta is centred per row over its action tokens (the reference's overall shift of
+    every log-prob is removed, as the credit weights remove it)."""
+    m = mask_B_T.float()
+    centred = delta_B_T - (delta_B_T * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)
+    marked = mask_B_T & (pol_B_T != 0)
+    n = int(marked.sum())
+    value = float((pol_B_T * centred)[marked].mean()) if n else 0.0
+    return {"credit/ref_sensitivity": value, "credit/ref_sensitivity_tokens": float(n)}
 
 
 def _loss_kwargs(ctx: StepContext, rows: torch.Tensor, adv_B, teacher: Scores | None) -> dict[str, Any]:
@@ -311,6 +364,8 @@ def update(
                     [batch.continuations[i] for i in rows.tolist()],
                     batch.T,
                     grad=True,
+                    select=[batch.select[i] for i in rows.tolist()],
+                    share_prefix=False,
                 )
                 mask_b = batch.action_mask_B_T.index_select(0, rows).to(dev)
                 kwargs = {

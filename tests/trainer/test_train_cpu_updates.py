@@ -1,0 +1,85 @@
+"""The trainer with the CPU update paths (coin test domain, tiny model): train_layers leaves the frozen blocks
+bit-identical, a LoRA run changes only adapters and its merged final model evaluates, bf16 parameters are refused
+at config time, the first minibatch's PPO ratio is 1, and the credit diagnostics are logged every step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import final_weights
+
+from sgcd.policy.models import load_policy, resolve_model
+from sgcd.trainer.config import ConfigError, make_config
+from sgcd.trainer.logging import read_jsonl
+from sgcd.trainer.trainer import train
+
+
+def _initial() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(next(resolve_model("tiny").glob("*.safetensors"))))
+
+
+def _run(tmp_path, coin_overrides, extra, name="run"):
+    out = tmp_path / name
+    base = coin_overrides + ["steps=2", "eval.before=false", "checkpoint.every=0"]
+    summary = train(make_config(None, base + extra), out, quiet=True)
+    return out, summary, read_jsonl(out / "metrics.jsonl")
+
+
+def test_train_layers_leaves_the_frozen_blocks_bit_identical(tmp_path, coin_overrides):
+    out, _, rows = _run(tmp_path, coin_overrides, ["model.train_layers=1"])
+    assert any(r.get("sampling/skipped") == 0.0 for r in rows)  # an update ran
+    final, initial = final_weights(out), _initial()
+    frozen = [k for k in initial if not k.startswith(("model.layers.1.", "model.norm."))]
+    trained = [k for k in initial if k.startswith(("model.layers.1.", "model.norm."))]
+    assert frozen and trained
+    for k in frozen:
+        assert torch.equal(final[k], initial[k]), k
+    assert any(not torch.equal(final[k], initial[k]) for k in trained)
+
+
+def test_lora_run_changes_only_adapters_and_the_merged_model_evaluates(tmp_path, coin_overrides):
+    out, summary, rows = _run(
+        tmp_path, coin_overrides, ["model.lora_rank=4", "model.lora_alpha=8", "optim.lr=1e-2"]
+    )
+    assert any(r.get("sampling/skipped") == 0.0 for r in rows)
+    assert (out / "final" / "adapter" / "adapter_config.json").exists()
+    final, initial = final_weights(out), _initial()
+    assert final.keys() == initial.keys()  # a plain merged HF folder: no lora_ / base_layer names
+    targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    moved = [k for k in initial if not torch.equal(final[k], initial[k])]
+    assert moved and all(any(t in k for t in targets) for k in moved)  # only adapted modules moved
+    assert summary["success_after"] is not None  # the final evaluation loaded the merged folder
+    policy = load_policy(str(out / "final"))
+    assert policy.score([[1, 2, 3]], [[4, 5]]).logprobs.shape == (1, 2)
+
+
+def test_training_bf16_parameters_is_refused_at_config_time():
+    with pytest.raises(ConfigError, match=r"model\.autocast=bfloat16"):
+        make_config(None, ["model.dtype=bfloat16"])
+    assert make_config(None, ["model.autocast=bfloat16"]).model.dtype == "float32"
+
+
+@pytest.mark.parametrize("extra,tol", [([], 1e-5), (["model.autocast=bfloat16"], 1e-3)])
+def test_first_minibatch_ratio_is_one(tmp_path, coin_overrides, extra, tol):
+    """One optimizer step per training step (minibatch = the whole batch): the update's log-probs at that first
+    minibatch equal the old log-probs: |log ratio| within tol on every token, nothing clipped."""
+    _, _, rows = _run(
+        tmp_path,
+        coin_overrides,
+        extra + ["algorithm.minibatch_size=8", "algorithm.microbatch_size=2", "model.train_layers=1"],
+    )
+    trained = [r for r in rows if "policy/ratio_dev_max" in r]
+    assert trained
+    for r in trained:
+        assert r["policy/ratio_dev_max"] < tol and r["policy/clip_frac"] == 0.0
+
+
+def test_credit_diagnostics_are_logged_every_step(tmp_path, coin_overrides):
+    _, _, rows = _run(tmp_path, coin_overrides, [])
+    trained = [r for r in rows if r.get("sampling/skipped") == 0.0]
+    assert trained
+    for r in trained:
+        assert "credit/noise_floor_std" in r and "credit/ref_sensitivity" in r and "credit/w_std" in r
+        assert r["credit/noise_floor_std"] < 1e-4  # float32, same weights, same prompt
