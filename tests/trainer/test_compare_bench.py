@@ -61,3 +61,13 @@ def test_bench_step_splits_phases(coin_overrides):
     )  # grpo skips the teacher forward
     assert result["grpo"]["rollout"] == result["sgcd"]["rollout"]  # the same rollouts, timed once
     assert result["ratio_step"] > 0 and result["mixed_groups"] >= 1
+
+
+def test_bench_step_times_the_update_against_plain_fp32(coin_overrides):
+    """The update comparison runs on the same rows: both paths report times and a speed-up, with train_layers."""
+    result = run_bench(make_config(None, coin_overrides + ["model.train_layers=1"]), repeats=1)
+    u = result["update"]
+    assert u["configured"]["train_layers"] == 1 and u["action_tokens"] > 0 and u["rows"] >= 2
+    assert u["configured"]["update_s"] > 0 and u["plain_fp32_full"]["update_s"] > 0
+    assert result["per_token_speedup"] == u["plain_fp32_full"]["update_s"] / u["configured"]["update_s"]
+    assert result["peak_rss_gb"] > 0
