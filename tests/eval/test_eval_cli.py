@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from sgcd.cli import main
 
 
@@ -31,11 +33,40 @@ def test_env_show_errors_are_one_line(capsys):
 
 def test_env_stats_markdown(capsys):
     args = ["env", "stats", "airline-lite", "--markdown", "--option", "test_size=30", "--noise", "0.5"]
-    assert main(args) == 0
+    assert main(args + ["--model", "none"]) == 0
     out = capsys.readouterr().out
     assert "| family | tasks | horizon (min-max, mean) | gold | read-only | noisy:0.5 |" in out
     all_row = next(line for line in out.splitlines() if line.startswith("| all |"))
     assert all_row.split(" | ")[1] == "30" and all_row.split(" | ")[3] == "1.00"  # gold succeeds everywhere
+    assert "opening prompt tokens: not measured" in out
+
+
+def test_env_stats_json_counts_prompt_tokens_as_the_policy_encodes_them(tmp_path, capsys, tiny_policy):
+    from sgcd.envs import get_domain
+
+    out = tmp_path / "stats.json"
+    args = ["env", "stats", "airline-lite", "--option", "test_size=12", "--noise", "0.5", "--model", "tiny"]
+    assert main(args + ["--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    # prompt_tokens = mean over the split of len(encode_prompt(opening)), with the --model's tokenizer
+    domain = get_domain("airline-lite", test_size=12)
+    openings = [domain.make_env(t).reset() for t in domain.tasks("test")]
+    counts = [len(tiny_policy.encode_prompt(o.messages, o.tools)) for o in openings]
+    assert data["prompt_tokens"] == pytest.approx(sum(counts) / 12)
+    assert (data["prompt_tokens_min"], data["prompt_tokens_max"]) == (min(counts), max(counts))
+    assert data["prompt_model"] == "tiny" and data["tasks"] == 12 and data["split"] == "test"
+    assert data["success"]["scripted:gold"]["all"] == 1.0 and sum(data["tasks_per_family"].values()) == 12
+    assert f"mean {sum(counts) / 12:.1f}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_env_stats_airline_lite_test_prompt_is_at_most_500_tokens(tmp_path):
+    """The issue's must-show, verbatim: default model's tokenizer, the whole test split (300 tasks)."""
+    out = tmp_path / "stats.json"
+    assert main(["env", "stats", "airline-lite", "--split", "test", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["prompt_model"] == "smollm2-135m" and data["tasks"] == 300
+    assert data["prompt_tokens"] <= 500
 
 
 def test_eval_writes_json(tmp_path, capsys):

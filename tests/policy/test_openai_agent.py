@@ -73,6 +73,24 @@ def test_text_mode_renders_tools_in_the_system_prompt():
     }
 
 
+def test_airline_lite_tools_native_without_mark_and_text_mode_compact():
+    """airline-lite marks its schemas for the compact block: a native request gets them without the mark, the
+    text mode's system prompt holds the same compact block HFPolicy renders."""
+    from sgcd.envs.airline_lite.tools import schemas
+    from sgcd.envs.toolcalls import TOOL_FORMAT_KEY
+    from sgcd.policy.chat import plain_tools, render_tools_compact
+
+    tools = list(schemas())
+    with OpenAIDouble([reply("ok"), reply("ok")]) as srv:
+        for mode in ("native", "text"):
+            agent = OpenAIAgent("m", base_url=srv.base_url, max_retries=0, timeout=5, tool_mode=mode)
+            assert agent.act(HISTORY[:2], tools) == "ok"
+        native, text = (r["body"] for r in srv.requests)
+    assert native["tools"] == plain_tools(tools) and all(TOOL_FORMAT_KEY not in t for t in native["tools"])
+    assert native["tools"][0]["function"]["parameters"]["required"] == ["user_id"]
+    assert text["messages"][0]["content"] == f"{HISTORY[0].content}\n\n{render_tools_compact(tools)}"
+
+
 def test_retries_then_succeeds_and_counts_usage():
     with OpenAIDouble([http_error(500), reply("ok", usage=(10, 2))]) as srv:
         agent = OpenAIAgent("m", base_url=srv.base_url, max_retries=2, timeout=5)

@@ -5,7 +5,9 @@ show   one task: instruction, policy excerpt, tools, and the gold trajectory rep
 hash   one sha256 over every task of a split (id, instruction, gold turns, start/gold database hashes when the
        domain records them): compare it across runs and machines
 stats  per family: task count, gold horizon distribution, and success of the scripted gold, read-only and
-       noisy:p policies (the table in docs/environments.md is `sgcd env stats airline-lite --markdown`)
+       noisy:p policies (the table in docs/environments.md is `sgcd env stats airline-lite --markdown`), and
+       the opening prompt's length in tokens (system policy + tool block + first user turn, as HFPolicy encodes
+       it) with the tokenizer of `--model` (default: the default model); `--json FILE` writes all of it
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N tasks of the split")
     p.add_argument("--noise", default=",".join(map(str, NOISE)), help="noisy:p levels, comma separated")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables (for the docs)")
+    p.add_argument(
+        "--json", dest="json_out", default=None, metavar="FILE", help="also write the stats as JSON"
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="whose tokenizer counts prompt_tokens (default: the default model, smollm2-135m; 'none' skips)",
+    )
     p.set_defaults(func=_stats)
 
 
@@ -180,7 +190,75 @@ def _stats(args: argparse.Namespace) -> int:
         success[spec]["all"] = result.success_rate
     horizon = {t.task_id: _horizon(domain, t) for t in tasks}
     _print_tables(args, tasks, horizon, specs, success)
+    prompt = prompt_tokens(domain, tasks, args.model)
+    print(_prompt_line(prompt))
+    if args.json_out:
+        _write_stats_json(args, tasks, horizon, success, prompt)
     return 0
+
+
+def prompt_tokens(domain: Any, tasks: list[Any], model: str | None = None) -> dict[str, Any]:
+    """Opening-prompt length per task, tokenized exactly as HFPolicy.encode_prompt does for `model`.
+
+    Only the tokenizer is loaded (from the resolved model folder; the default model is converted once into the
+    sgcd cache on first use). Returns {model, mean, min, max} or {model, error} when the model is unavailable.
+    """
+    from sgcd.policy.models import DEFAULT_MODEL
+
+    spec = model or DEFAULT_MODEL
+    if spec == "none":
+        return {"model": None}
+    try:
+        from transformers import AutoTokenizer
+
+        from sgcd.policy.chat import ChatCodec
+        from sgcd.policy.models import resolve_model
+
+        codec = ChatCodec(AutoTokenizer.from_pretrained(resolve_model(spec)))
+    except (FileNotFoundError, OSError, ValueError, ImportError) as exc:
+        return {"model": spec, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    counts = []
+    for task in tasks:
+        opening = domain.make_env(task).reset()
+        counts.append(len(codec.encode_prompt(opening.messages, opening.tools)))
+    if not counts:
+        return {"model": spec}
+    return {"model": spec, "mean": sum(counts) / len(counts), "min": min(counts), "max": max(counts)}
+
+
+def _prompt_line(prompt: dict[str, Any]) -> str:
+    if "mean" in prompt:
+        return (
+            f"opening prompt ({prompt['model']} tokens): mean {prompt['mean']:.1f}, "
+            f"min {prompt['min']}, max {prompt['max']}"
+        )
+    if "error" in prompt:
+        return f"opening prompt tokens: not measured ({prompt['error']})"
+    return "opening prompt tokens: not measured"
+
+
+def _write_stats_json(args, tasks, horizon, success, prompt) -> None:
+    from pathlib import Path
+
+    families = sorted({t.family for t in tasks})
+    out = {
+        "env": args.name,
+        "split": args.split,
+        "seed": args.seed,
+        "tasks": len(tasks),
+        "tasks_per_family": {f: sum(t.family == f for t in tasks) for f in families},
+        "horizon": {str(h): n for h, n in sorted(Counter(horizon.values()).items())},
+        "success": success,
+        "prompt_tokens": prompt.get("mean"),
+        "prompt_tokens_min": prompt.get("min"),
+        "prompt_tokens_max": prompt.get("max"),
+        "prompt_model": prompt.get("model"),
+    }
+    if "error" in prompt:
+        out["prompt_error"] = prompt["error"]
+    path = Path(args.json_out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
 
 
 def _horizon(domain: Any, task: Any) -> int:

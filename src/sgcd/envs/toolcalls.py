@@ -26,6 +26,8 @@ from typing import Any
 from sgcd.types import CallRecord, Episode, Message, Observation, Step, StepResult, ToolCall
 
 _BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+# A tool schema's mark for how a text prompt should render it ("json" | "compact"; sgcd.policy.chat reads it).
+TOOL_FORMAT_KEY = "x-sgcd-format"
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 
 
@@ -153,6 +155,8 @@ class ToolSpec:
     fn(arguments) -> output text (already compact JSON or a short sentence); raise ToolError to refuse.
     show_required: False drops `required` from the schema the agent sees (it is still enforced) for domains
     whose prompt says once that every argument is required; this saves tokens in small-model prompts.
+    tool_format: "json" | "compact" marks the schema (TOOL_FORMAT_KEY) with the tool block the domain's prompt
+    uses when a policy renders tools into text (sgcd.policy.chat.render_tools); None leaves the default, json.
     """
 
     name: str
@@ -161,15 +165,19 @@ class ToolSpec:
     fn: Callable[[dict[str, Any]], str]
     is_write: bool = False
     show_required: bool = True
+    tool_format: str | None = None
 
     def schema(self) -> dict[str, Any]:
         params = self.parameters
         if not self.show_required:
             params = {k: v for k, v in params.items() if k != "required"}
-        return {
+        out: dict[str, Any] = {
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": params},
         }
+        if self.tool_format is not None:
+            out[TOOL_FORMAT_KEY] = self.tool_format
+        return out
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Tools, two modes:
     native (default)  the schemas go in the request's `tools` field; our Hermes-style history is translated to
                       OpenAI's shape (assistant `tool_calls` with ids, `tool` messages answering those ids).
     text              the schemas are rendered into the system prompt exactly as the HF policy does
-                      (sgcd.policy.chat.render_tools), tool results go back as `<tool_response>` user turns;
+                      (sgcd.policy.chat.render_tools, in the format the domain's schemas ask for: JSON or
+                      compact), tool results go back as `<tool_response>` user turns;
                       for servers started without a tool parser.
 Either way the returned tool calls become `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` text, which
 the environments parse, so an OpenAI agent and a local model are scored by one code path.
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sgcd.policy.chat import with_tool_block
+from sgcd.policy.chat import plain_tools, with_tool_block
 from sgcd.types import Message
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
@@ -78,7 +79,7 @@ class OpenAIAgent:
         if self.tool_mode == "native":
             kwargs["messages"] = native_messages(messages)
             if tools:
-                kwargs["tools"] = list(tools)
+                kwargs["tools"] = plain_tools(tools)
         else:
             kwargs["messages"] = text_messages(messages, tools)
         self.stats.requests += 1

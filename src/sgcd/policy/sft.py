@@ -37,7 +37,9 @@ import torch
 from sgcd.policy.base import Completion, SamplingParams
 from sgcd.types import Trajectory
 
-SFT_VERSION = "1"  # bump when the recipe changes, so cached warm-starts are rebuilt
+# Bump when the recipe or the prompts it trains on change, so cached warm-starts are rebuilt (the cache key does
+# not hash the prompt). 2: airline-lite's compact opening prompt (policy text + compact tool block).
+SFT_VERSION = "2"
 
 
 @dataclass(frozen=True)

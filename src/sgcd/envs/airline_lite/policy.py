@@ -4,8 +4,9 @@ Rules are numbered R1..R7; a correct refusal changes nothing and names the rule 
 The tools do not enforce R1-R5 (as in tau-bench, the agent must), so a shortcut that skips the lookup a rule
 needs sometimes succeeds and sometimes violates policy. Tools do enforce hard facts (ids exist, seats, balances).
 
-Departure from tau-bench airline: far shorter (about 250 tokens) so the whole opening prompt fits a small model,
-a fixed "today", and refusals cite a rule number instead of being judged by an LLM.
+Departure from tau-bench airline: far shorter (about 230 SmolLM2 tokens) so the whole opening prompt, with the
+compact tool block, stays under 500 tokens for a small model; a fixed "today"; refusals cite a rule number
+instead of being judged by an LLM.
 """
 
 from __future__ import annotations
@@ -23,15 +24,37 @@ FREE_BAGS = {
 }
 COMPENSATION = {"cancelled": 100, "delayed": 50}  # per passenger
 
-POLICY_TEXT = f"""You are an airline agent; today is {TODAY}. Handle the request with the tools; every tool argument is required.
-R1 Change only reservations whose user_id is the requester's (check with get_reservation).
-R2 Cancel only if booked today, business cabin, insured, or a flight in it was cancelled by us; never once a flight departed (date before today).
-R3 Basic economy cannot change flights. A new flight needs the same route, not cancelled, not departed.
-R4 Free bags per passenger (regular/silver/gold): basic_economy 0/1/2, economy 1/2/3, business 2/3/4. Extra bags cost {BAG_FEE} each (paid_bags). Bags can only be added.
-R5 Compensation only if flight_status shows cancelled ({COMPENSATION["cancelled"]} per passenger) or delayed ({COMPENSATION["delayed"]} per passenger) and the user is silver/gold, insured or in business: issue a certificate.
-R6 Pay only with the user's payment methods; a gift card must cover the amount.
-R7 If no tool can do it, call transfer_to_human.
-If a rule forbids the request, change nothing and name the rule (e.g. "R2"). Finish with a reply to the user."""
+HEADER = f"Airline agent; today is {TODAY}."
+
+
+def _bag_rule() -> str:
+    """R4's allowance, written from FREE_BAGS as a cabin base plus a membership bonus (the table is additive)."""
+    base = {cabin: row["regular"] for cabin, row in FREE_BAGS.items()}
+    bonus = {m: n - base["basic_economy"] for m, n in FREE_BAGS["basic_economy"].items() if m != "regular"}
+    cabins = ", ".join(f"{cabin.replace('_', ' ')} {n}" for cabin, n in base.items())
+    plus = ", ".join(f"{m} +{n}" for m, n in bonus.items())
+    return (
+        f"Free bags per passenger: {cabins}; {plus}. Extra bags cost {BAG_FEE} each (paid_bags); "
+        "bags can only be added."
+    )
+
+
+# The rules the agent reads, by number (refusals name the number; the verifier checks it).
+RULES = {
+    "R1": "Change only the requester's reservations (user_id from get_reservation).",
+    "R2": "Cancel only if booked today, business, insured or with a cancelled flight, "
+    "and no flight departed (date before today).",
+    "R3": "Basic economy cannot change flights; a new flight needs the same route, not cancelled, not departed.",
+    "R4": _bag_rule(),
+    "R5": f"Certificate only if flight_status shows cancelled ({COMPENSATION['cancelled']} per passenger) or "
+    f"delayed ({COMPENSATION['delayed']}) and the user is silver/gold, insured or business.",
+    "R6": "Pay only with the user's payment methods; gift cards must cover the amount.",
+    "R7": "If no tool can do it, call transfer_to_human.",
+}
+CLOSING = "If a rule forbids it, change nothing and name the rule."
+# The system prompt: header, one line per rule, closing. How to call tools and to finish with a reply to the user
+# is the tool block's instruction (sgcd.policy.chat), so it is not repeated here.
+POLICY_TEXT = "\n".join([HEADER, *(f"{rule} {text}" for rule, text in RULES.items()), CLOSING])
 
 
 def free_bags(cabin: str, membership: str, passengers: int) -> int:

@@ -221,47 +221,47 @@ def transfer_to_human(db: DB, a: dict[str, Any]) -> str:
 # name -> (description, parameters, implementation, is_write); order is the order the agent sees
 TOOLS: dict[str, tuple[str, dict[str, Any], Callable[[DB, dict[str, Any]], str], bool]] = {
     "get_user": (
-        "User profile: membership, payment methods, reservations.",
+        "",
         _obj(user_id=STR),
         get_user,
         False,
     ),
-    "get_reservation": ("Reservation details.", _obj(reservation_id=STR), get_reservation, False),
+    "get_reservation": ("", _obj(reservation_id=STR), get_reservation, False),
     "search_flights": (
-        "Flights on a route and date.",
+        "",
         _obj(origin=STR, destination=STR, date=STR),
         search_flights,
         False,
     ),
-    "flight_status": ("Status of a flight.", _obj(flight_id=STR), flight_status, False),
-    "calculate": ("Arithmetic, e.g. 2*50+30.", _obj(expression=STR), calculate, False),
+    "flight_status": ("", _obj(flight_id=STR), flight_status, False),
+    "calculate": ("", _obj(expression=STR), calculate, False),
     "book_reservation": (
-        "Book a flight.",
+        "",
         _obj(user_id=STR, flight_id=STR, cabin=CABIN, passengers=INT, payment_id=STR, insurance=BOOL),
         book_reservation,
         True,
     ),
-    "cancel_reservation": ("Cancel and refund.", _obj(reservation_id=STR), cancel_reservation, True),
+    "cancel_reservation": ("", _obj(reservation_id=STR), cancel_reservation, True),
     "change_flight": (
-        "Swap flight_id for new_flight_id; fare difference charged.",
+        "",
         _obj(reservation_id=STR, flight_id=STR, new_flight_id=STR, payment_id=STR),
         change_flight,
         True,
     ),
     "update_baggage": (
-        "Set checked bags; new paid bags charged.",
+        "",
         _obj(reservation_id=STR, total_bags=INT, paid_bags=INT, payment_id=STR),
         update_baggage,
         True,
     ),
     "issue_certificate": (
-        "Compensation certificate.",
+        "",
         _obj(user_id=STR, amount=INT),
         issue_certificate,
         True,
     ),
     "transfer_to_human": (
-        "Hand over to a human agent.",
+        "",
         _obj(user_id=STR, summary=STR),
         transfer_to_human,
         True,
@@ -273,13 +273,18 @@ WRITE_TOOLS = frozenset(name for name, (_, _, _, w) in TOOLS.items() if w)
 def make_tools(db: DB) -> dict[str, ToolSpec]:
     """The tools bound to one database (the env's live copy)."""
     return {
-        name: ToolSpec(name, desc, params, (lambda a, fn=fn: fn(db, a)), write, show_required=False)
+        name: ToolSpec(name, desc, params, (lambda a, fn=fn: fn(db, a)), write)
         for name, (desc, params, fn, write) in TOOLS.items()
     }
 
 
 def schemas() -> tuple[dict[str, Any], ...]:
-    """The OpenAI function schemas the agent sees (every argument is required; the policy text says so)."""
+    """The OpenAI function schemas the agent sees, marked for the compact tool block (sgcd.policy.chat).
+
+    `required` stays in the schemas: the compact signatures show it for free (no `?`), so the policy text no
+    longer spends a sentence on "every argument is required".
+    """
     return tuple(
-        ToolSpec(n, d, p, lambda a: "", w, show_required=False).schema() for n, (d, p, _, w) in TOOLS.items()
+        ToolSpec(n, d, p, lambda a: "", w, tool_format="compact").schema()
+        for n, (d, p, _, w) in TOOLS.items()
     )
