@@ -83,3 +83,13 @@ def test_credit_diagnostics_are_logged_every_step(tmp_path, coin_overrides):
     for r in trained:
         assert "credit/noise_floor_std" in r and "credit/ref_sensitivity" in r and "credit/w_std" in r
         assert r["credit/noise_floor_std"] < 1e-4  # float32, same weights, same prompt
+
+
+def test_summary_has_paired_before_after_statistics(tmp_path, coin_overrides):
+    out = tmp_path / "run"
+    summary = train(make_config(None, coin_overrides + ["steps=1", "checkpoint.every=0"]), out, quiet=True)
+    p = summary["eval_paired"]
+    assert p["n"] == summary["eval_before"]["n_tasks"] and p["before"] == summary["success_before"]
+    assert summary["eval_delta"] == p["after"] - p["before"] and len(summary["eval_delta_ci"]) == 2
+    lo, hi = summary["eval_delta_ci"]
+    assert lo <= summary["eval_delta"] <= hi and 0.0 <= summary["eval_p"] <= 1.0

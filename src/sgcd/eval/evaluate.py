@@ -35,6 +35,7 @@ class EvalRecord:
     writes: int  # successful state-changing calls
     reason: str  # why the episode ended (final_answer, a limit, an agent error)
     gold_has_write: bool | None = None  # from the domain's hooks when it has them
+    horizon: int | None = None  # assistant turns of the domain's gold solution, when it has one
     # the verifier's reward factors when the env reports them (tau3-airline: {"db": .., "communicate": ..})
     breakdown: dict[str, float] = field(default_factory=dict)
 
@@ -59,6 +60,15 @@ class EvalResult:
     episodes: list[Episode] = field(default_factory=list, repr=False)  # kept in memory, not written
     # domain-specific metrics from the domain's optional `extra_metrics(episodes) -> dict` (AppWorld: tgc, sgc)
     extra: dict[str, float] = field(default_factory=dict)
+    # success per horizon bin of the gold solution (sgcd.eval.stats.HORIZON_BINS), when the domain has one
+    per_horizon: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def per_task(self) -> dict[str, float]:
+        """Each task's success rate over its trials (the unit paired comparisons are made on)."""
+        by_task: dict[str, list[bool]] = defaultdict(list)
+        for r in self.records:
+            by_task[r.task_id].append(r.success)
+        return {t: sum(v) / len(v) for t, v in by_task.items()}
 
     def to_dict(self, with_records: bool = True) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("records", "episodes")}
@@ -82,7 +92,14 @@ def _gold_has_write(domain: Any, task: Any) -> bool | None:
     return any(is_write(c.name) for turn in gold(task) for c in parse_tool_calls(turn)[0])
 
 
-def record_of(task: Any, trial: int, ep: Episode, gold_has_write: bool | None = None) -> EvalRecord:
+def _gold_horizon(domain: Any, task: Any) -> int | None:
+    gold = getattr(domain, "gold_turns", None)
+    return len(gold(task)) if gold is not None else None
+
+
+def record_of(
+    task: Any, trial: int, ep: Episode, gold_has_write: bool | None = None, horizon: int | None = None
+) -> EvalRecord:
     c = episode_counts(ep)
     reason = str(ep.info.get("reason", "")) if isinstance(ep.info, dict) else ""
     return EvalRecord(
@@ -98,6 +115,7 @@ def record_of(task: Any, trial: int, ep: Episode, gold_has_write: bool | None = 
         writes=c["writes"],
         reason=reason,
         gold_has_write=gold_has_write,
+        horizon=horizon,
         breakdown=dict(ep.info.get("reward_breakdown") or {}) if isinstance(ep.info, dict) else {},
     )
 
@@ -139,7 +157,22 @@ def summarize(
         health=episode_health(episodes),
         records=list(records),
         episodes=list(episodes),
+        per_horizon=_per_horizon(records),
     )
+
+
+def _per_horizon(records: Sequence[EvalRecord]) -> dict[str, dict[str, float]]:
+    from sgcd.eval.stats import HORIZON_BINS, horizon_bin
+
+    bins: dict[str, list[EvalRecord]] = defaultdict(list)
+    for r in records:
+        if r.horizon is not None:
+            bins[horizon_bin(r.horizon)].append(r)
+    order = [name for _, _, name in HORIZON_BINS]
+    return {
+        b: {"n": float(len(rs)), "success": rate(r.success for r in rs), "write_share": rate(r.writes > 0 for r in rs)}
+        for b, rs in sorted(bins.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else -1)
+    }  # fmt: skip
 
 
 def evaluate(
@@ -163,6 +196,7 @@ def evaluate(
         tasks = tasks[: max(0, int(limit))]
     jobs = [(trial, task) for trial in range(trials) for task in tasks]
     has_write = {t.task_id: _gold_has_write(domain, t) for t in tasks}
+    horizon = {t.task_id: _gold_horizon(domain, t) for t in tasks}
     records: list[EvalRecord] = []
     episodes: list[Episode] = []
     with _progress(progress, len(jobs), f"{domain.name}/{split}") as advance:
@@ -170,7 +204,7 @@ def evaluate(
             chunk = jobs[start : start + batch_size]
             eps = runner.run([domain.make_env(task) for _, task in chunk])
             for (trial, task), ep in zip(chunk, eps, strict=True):
-                records.append(record_of(task, trial, ep, has_write[task.task_id]))
+                records.append(record_of(task, trial, ep, has_write[task.task_id], horizon[task.task_id]))
                 episodes.append(ep)
             advance(len(chunk))
     result = summarize(domain.name, split, policy, trials, records, episodes)

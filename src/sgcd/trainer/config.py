@@ -205,6 +205,7 @@ class EvalConfig:
     limit: int = _f(6, "evaluate only the first N held-out tasks (0 = all)", lo=0)
     before: bool = _f(True, "evaluate before the first step")
     temperature: float = _f(0.0, "evaluation temperature (0 = greedy)", lo=0.0)
+    batch_size: int = _f(32, "episodes advanced together in one batched generate call", lo=1)
 
 
 @dataclass

@@ -149,8 +149,12 @@ def make_summarizer_for(cfg: RunConfig, run_dir: Path) -> tuple[Any, str]:
     return summarizer, cache
 
 
-def evaluate_policy(policy: Any, domain: Any, cfg: RunConfig) -> dict[str, float]:
-    """Held-out success and tool-use health on cfg.env.eval_split through sgcd.eval.evaluate (clean prompt)."""
+def evaluate_policy(
+    policy: Any, domain: Any, cfg: RunConfig, tasks_out: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Held-out success and tool-use health on cfg.env.eval_split through sgcd.eval.evaluate (clean prompt).
+
+    tasks_out, when given, receives each task's success rate (for paired before/after statistics)."""
     from sgcd.eval import evaluate
     from sgcd.policy.base import SamplingParams
     from sgcd.rollout import PolicyRunner, RolloutLimits
@@ -159,7 +163,7 @@ def evaluate_policy(policy: Any, domain: Any, cfg: RunConfig) -> dict[str, float
     runner = PolicyRunner(
         policy=policy,
         sampling=SamplingParams(temperature=e.temperature, top_p=1.0, max_new_tokens=s.max_new_tokens),
-        limits=RolloutLimits(max_turns=s.max_turns, max_tokens=s.max_tokens),
+        limits=RolloutLimits(max_turns=s.max_turns, max_tokens=s.max_tokens, batch_size=e.batch_size),
     )
     gen_state = policy.generator.get_state()
     was_training = policy.model.training
@@ -173,11 +177,14 @@ def evaluate_policy(policy: Any, domain: Any, cfg: RunConfig) -> dict[str, float
                 trials=e.trials,
                 limit=e.limit or None,
                 progress=cfg.logging.progress,
+                batch_size=e.batch_size,
                 policy=cfg.model.name,
             )
     finally:
         policy.generator.set_state(gen_state)
         policy.model.train(was_training)
+    if tasks_out is not None:
+        tasks_out.update(report.per_task())
     return eval_metrics(report)
 
 
@@ -193,4 +200,8 @@ def eval_metrics(result: Any) -> dict[str, float]:
     }
     out.update({f"pass^{k}": float(v) for k, v in result.pass_k.items()})
     out.update({k: float(v) for k, v in result.health.items()})
+    for name, row in getattr(result, "per_horizon", {}).items():
+        out[f"horizon_{name}/success"] = float(row["success"])
+        out[f"horizon_{name}/n"] = float(row["n"])
+        out[f"horizon_{name}/write_share"] = float(row["write_share"])
     return out

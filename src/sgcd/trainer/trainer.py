@@ -114,7 +114,8 @@ class Trainer:
         self.open_loggers()
         extra = state.extra
         if not self.resuming and cfg.eval.before:
-            extra["eval_before"] = self._evaluate(0, "before")
+            extra["eval_before_tasks"] = {}
+            extra["eval_before"] = self._evaluate(0, "before", extra["eval_before_tasks"])
             self.logger.log({f"eval/{k}": v for k, v in extra["eval_before"].items()}, 0)
         extra.setdefault("wall_s_before", 0.0)
         last_out: StepOutput | None = None
@@ -142,13 +143,17 @@ class Trainer:
                     self._checkpoint(state, t_start)
         self._write_samples(cfg.steps, last_out)
         final_dir = self.save_final()
-        eval_after = self._evaluate_saved(final_dir)
+        after_tasks: dict[str, float] = {}
+        eval_after = self._evaluate_saved(final_dir, after_tasks)
         self.logger.log({f"eval/{k}": v for k, v in eval_after.items()}, cfg.steps)
         state.metrics_offset = self.jsonl.offset()
         extra["wall_s"] = extra.get("wall_s_before", 0.0) + time.perf_counter() - t_start
         self._checkpoint(state, t_start)
         summary = self._summary(extra, eval_after, final_dir)
+        summary.update(paired_summary(extra.get("eval_before_tasks"), after_tasks))
         write_summary(self.run_dir, summary)
+        if not self.quiet and summary.get("eval_delta") is not None:
+            print(describe_delta(summary), flush=True)
         self.logger.close()
         return summary
 
@@ -191,8 +196,8 @@ class Trainer:
         return state
 
     # ---- evaluation, samples, final model ---------------------------------------------------------------------
-    def _evaluate(self, step: int, when: str) -> dict[str, float]:
-        result = evaluate_policy(self.policy, self.domain, self.cfg)
+    def _evaluate(self, step: int, when: str, tasks_out: dict[str, float] | None = None) -> dict[str, float]:
+        result = evaluate_policy(self.policy, self.domain, self.cfg, tasks_out)
         if not self.quiet and when == "before":
             print(
                 f"held-out success before training: {result['success']:.3f} ({int(result['n'])} episodes)",
@@ -200,14 +205,14 @@ class Trainer:
             )
         return result
 
-    def _evaluate_saved(self, final_dir: Path) -> dict[str, float]:
+    def _evaluate_saved(self, final_dir: Path, tasks_out: dict[str, float]) -> dict[str, float]:
         from sgcd.policy.models import load_policy
 
         student = load_policy(
             str(final_dir), device=self.cfg.model.device, dtype=self.cfg.model.dtype, seed=self.cfg.seed
         )
         student.set_autocast(self.cfg.model.autocast)
-        result = evaluate_policy(student, self.domain, self.cfg)
+        result = evaluate_policy(student, self.domain, self.cfg, tasks_out)
         del student
         return result
 
@@ -262,6 +267,31 @@ class Trainer:
             "metrics": str(self.run_dir / "metrics.jsonl"),
             "summarizer_cache": self.summarizer_cache,
         }
+
+
+def paired_summary(before: dict[str, float] | None, after: dict[str, float]) -> dict[str, Any]:
+    """summary.json's paired before/after statistics on the same held-out tasks (sgcd.eval.stats)."""
+    if not before or not after:
+        return {"eval_delta": None, "eval_delta_ci": None, "eval_p": None}
+    from sgcd.eval.stats import paired_delta
+
+    d = paired_delta(before, after)
+    return {
+        "eval_delta": d["delta"],
+        "eval_delta_ci": d["ci"],
+        "eval_p": d["p"],
+        "eval_paired": {k: d[k] for k in ("n", "before", "after", "lost", "gained")},
+    }
+
+
+def describe_delta(summary: dict[str, Any]) -> str:
+    p = summary["eval_paired"]
+    lo, hi = summary["eval_delta_ci"]
+    return (
+        f"held-out success {p['before']:.3f} -> {p['after']:.3f} on {int(p['n'])} tasks: "
+        f"delta {summary['eval_delta']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, McNemar exact p = "
+        f"{summary['eval_p']:.3g}; {int(p['gained'])} tasks gained, {int(p['lost'])} lost)"
+    )
 
 
 def train(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict[str, Any]:
