@@ -2,7 +2,8 @@
 
 Each field carries its documentation in `metadata["help"]` (that text is the `--help` of `sgcd train` and of
 `docs/training.md`) and, where the value is a name, the allowed values in `metadata["choices"]`. A config is built
-from a YAML preset (`configs/<name>.yaml`, or a path) plus dotted overrides (`algorithm.name=grpo credit.eps=0.1`).
+from a YAML preset (`sgcd/presets/<name>.yaml`, shipped inside the package, or a path) plus dotted overrides
+(`algorithm.name=grpo credit.eps=0.1`).
 Unknown keys and invalid values raise `ConfigError` with one line naming the field and what is allowed.
 
 Core functions never see these objects: the trainer unpacks plain numbers from them at the call site.
@@ -11,6 +12,7 @@ Core functions never see these objects: the trainer unpacks plain numbers from t
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +22,9 @@ from typing import Any
 import yaml
 
 ALGORITHMS = ("grpo", "sgcd", "sd-replace", "sd-aux", "opd-advantage")
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+# The presets ship inside the package (sgcd/presets/*.yaml), so an installed wheel has them too.
+PRESET_DIR = Path(str(importlib.resources.files("sgcd.presets")))
+CONFIG_DIR = PRESET_DIR  # the old name, kept for callers
 
 
 class ConfigError(ValueError):
@@ -318,14 +322,14 @@ def parse_override(text: str) -> dict:
 
 
 def preset_path(preset: str) -> Path:
-    """`smoke` -> configs/smoke.yaml; a path to a YAML file is used as is."""
+    """`smoke` -> the packaged sgcd/presets/smoke.yaml; a path to a YAML file is used as is."""
     path = Path(preset).expanduser()
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path
-    candidate = CONFIG_DIR / f"{preset}.yaml"
+    candidate = PRESET_DIR / f"{preset}.yaml"
     if candidate.exists():
         return candidate
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.exists() else []
+    names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.exists() else []
     raise ConfigError(f"preset {preset!r} not found; choose one of: {', '.join(names)} or give a YAML path")
 
 
