@@ -11,14 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from types import SimpleNamespace
 
 from sgcd.cli import CliError
 
+# SFTConfig's defaults, written out so that registering this command (every `sgcd --help`) does not import
+# sgcd.policy.sft and with it torch; tests/test_cli.py keeps them equal to SFTConfig().
+DEFAULTS = {"steps": 40, "batch_size": 4, "lr": 3e-4, "max_tokens": 512, "train_layers": 12, "seed": 0}
+
 
 def register(subparsers) -> None:
-    from sgcd.policy.sft import SFTConfig
-
-    d = SFTConfig()
+    d = SimpleNamespace(**DEFAULTS)
     p = subparsers.add_parser("sft", help="supervised warm-start on gold trajectories", description=__doc__)
     p.add_argument("--model", default="smollm2-135m", help="model spec: smollm2-135m | tiny | folder | HF id")
     p.add_argument("--env", default="airline-lite", help="environment with a gold_turns hook (airline-lite)")
