@@ -66,7 +66,11 @@ class ModelConfig:
 
 @dataclass
 class EnvConfig:
-    name: str = _f("airline-lite", "domain (benchmark) name: airline-lite | tau3-airline | appworld")
+    name: str = _f(
+        "airline-lite",
+        "domain (benchmark): airline-lite | tau3-airline | appworld | an installed `sgcd.domains` entry point | "
+        "package.module:factory (docs/custom_domain.md)",
+    )
     train_split: str = _f("train", "split the training tasks are drawn from")
     eval_split: str = _f("test", "held-out split for evaluation")
     options: dict = _f({}, "extra keyword options for the domain factory (data paths, user simulator, ...)")
