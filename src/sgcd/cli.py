@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sgcd.progress import no_library_bars_off_terminal
+
+    no_library_bars_off_terminal()  # bars only on a terminal, plain lines in logs and pipes (sgcd.progress)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

@@ -50,7 +50,7 @@ def main(args) -> int:
         raise CliError("--seeds: give at least one seed")
     try:
         base = make_config(args.preset, args.overrides)
-        result = run_all(base, algorithms, seeds, args.out)
+        result = run_all(base, algorithms, seeds, args.out, quiet=False)  # per-step progress (sgcd.progress)
     except (ConfigError, TrainError) as exc:
         raise CliError(str(exc)) from exc
     print(Path(result["table"]).read_text())

@@ -170,8 +170,10 @@ class OptimConfig:
 
 @dataclass
 class LoggingConfig:
-    progress: bool = _f(True, "rich progress display on stderr")
-    stdout: bool = _f(False, "print one metrics line per step")
+    progress: bool = _f(
+        True, "progress on stderr: a rich bar on a terminal, else one line per step (`step N/T  success ..`)"
+    )
+    stdout: bool = _f(False, "also print one metrics line per step on stdout (`step N  success ..`)")
     tensorboard: bool = _f(False, "TensorBoard events under RUN_DIR/tb (needs the tensorboard extra)")
     wandb: bool = _f(False, "log to Weights & Biases (needs the wandb extra and WANDB_API_KEY)")
     wandb_project: str = _f("sgcd", "W&B project")

@@ -35,9 +35,10 @@ def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
             from sgcd.policy.sft import SFTConfig, ensure_sft_model
 
             budget = SFTConfig(steps=m.sft_budget, lr=m.sft_lr)
-            path = Path(
-                ensure_sft_model(m.name, cfg.env.name, budget, device=m.device, progress=cfg.logging.progress)
-            )
+            from sgcd.progress import on_terminal  # the warm start draws a rich bar: only on a terminal
+
+            bar = cfg.logging.progress and on_terminal()
+            path = Path(ensure_sft_model(m.name, cfg.env.name, budget, device=m.device, progress=bar))
         else:
             path = resolve_model(m.name)
         policy = load_policy(str(path), device=m.device, dtype=m.dtype, seed=cfg.seed)
