@@ -56,4 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m sgcd.cli`: run the imported sgcd.cli, whose CliError is the one the commands raise (this file
+    # runs as __main__, a second module with its own CliError class that nothing raises)
+    from sgcd.cli import main as _main
+
+    sys.exit(_main())
