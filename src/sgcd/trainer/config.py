@@ -155,6 +155,14 @@ class SummarizerConfig:
     max_requests: int = _f(10000, "request budget for the run", lo=0)
     max_concurrency: int = _f(8, "groups summarized concurrently", lo=1)
     cache_dir: str = _f("", "content-addressed cache folder (empty = RUN_DIR/summarizer_cache)")
+    max_fallback_rate: float = _f(
+        0.5,
+        "kind=llm: warn when more than this share of the run's references fell back to the offline summarizer "
+        "(judged from 4 references on, and at the end of the run)",
+        lo=0.0,
+        hi=1.0,
+    )
+    strict: bool = _f(False, "kind=llm: passing summarizer.max_fallback_rate stops the run with an error")
 
 
 @dataclass
