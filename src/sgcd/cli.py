@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sgcd.progress import no_library_bars_off_terminal
+
+    no_library_bars_off_terminal()  # bars only on a terminal, plain lines in logs and pipes (sgcd.progress)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -53,4 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m sgcd.cli`: run the imported sgcd.cli, whose CliError is the one the commands raise (this file
+    # runs as __main__, a second module with its own CliError class that nothing raises)
+    from sgcd.cli import main as _main
+
+    sys.exit(_main())

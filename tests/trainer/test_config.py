@@ -21,7 +21,7 @@ from sgcd.trainer.config import (
 
 
 def test_default_preset_is_the_embedded_default():
-    # `sgcd train` with no arguments uses the dataclass defaults; configs/default.yaml must say the same.
+    # `sgcd train` with no arguments uses the dataclass defaults; the packaged default preset must say the same.
     assert to_dict(make_config("default")) == to_dict(RunConfig())
 
 

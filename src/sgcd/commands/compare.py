@@ -24,7 +24,7 @@ def register(subparsers) -> None:
         "--algorithms", default="grpo,sgcd,sd-replace", help="comma-separated algorithm names"
     )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated integer seeds")
-    parser.add_argument("--preset", default="compare-small", help="configs/<name>.yaml or a YAML path")
+    parser.add_argument("--preset", default="compare-small", help="a packaged preset name or a YAML path")
     parser.add_argument("--out", type=Path, required=True, help="comparison folder")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides for every run")
     parser.set_defaults(func=main)
@@ -50,7 +50,7 @@ def main(args) -> int:
         raise CliError("--seeds: give at least one seed")
     try:
         base = make_config(args.preset, args.overrides)
-        result = run_all(base, algorithms, seeds, args.out)
+        result = run_all(base, algorithms, seeds, args.out, quiet=False)  # per-step progress (sgcd.progress)
     except (ConfigError, TrainError) as exc:
         raise CliError(str(exc)) from exc
     print(Path(result["table"]).read_text())

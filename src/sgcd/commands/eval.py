@@ -17,7 +17,9 @@ from sgcd.commands.env import add_option_argument, load_domain
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a policy on an environment split", description=__doc__)
-    p.add_argument("--env", required=True, help="environment name (see `sgcd env list`)")
+    p.add_argument(
+        "--env", default="airline-lite", help="environment name (see `sgcd env list`; default airline-lite)"
+    )
     p.add_argument(
         "--policy", required=True, help="policy spec, e.g. scripted:gold, openai:MODEL, smollm2-135m"
     )
@@ -69,12 +71,16 @@ def main(args: argparse.Namespace) -> int:
     }
     if not args.policy.startswith(("scripted:", "replay:", "openai:")):
         opts["batch_size"] = args.batch_size
+    from sgcd.policy.base import EndpointError
+
     try:
         runner = make_runner(args.policy, domain, **opts)
         result = evaluate(
             runner, domain, args.split, trials=args.trials, limit=args.limit,
             progress=not args.no_progress, batch_size=args.batch_size, policy=args.policy,
         )  # fmt: skip
+    except EndpointError as exc:  # the server, not the tasks: no score is printed
+        raise CliError(f"{args.policy}: {str(exc).splitlines()[0]} (no task was scored)") from exc
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise CliError(str(exc)) from exc
     print_result(result)

@@ -11,14 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from types import SimpleNamespace
 
 from sgcd.cli import CliError
 
+# SFTConfig's defaults, written out so that registering this command (every `sgcd --help`) does not import
+# sgcd.policy.sft and with it torch; tests/test_cli.py keeps them equal to SFTConfig().
+DEFAULTS = {"steps": 40, "batch_size": 4, "lr": 3e-4, "max_tokens": 512, "train_layers": 12, "seed": 0}
+
 
 def register(subparsers) -> None:
-    from sgcd.policy.sft import SFTConfig
-
-    d = SFTConfig()
+    d = SimpleNamespace(**DEFAULTS)
     p = subparsers.add_parser("sft", help="supervised warm-start on gold trajectories", description=__doc__)
     p.add_argument("--model", default="smollm2-135m", help="model spec: smollm2-135m | tiny | folder | HF id")
     p.add_argument("--env", default="airline-lite", help="environment with a gold_turns hook (airline-lite)")
@@ -56,17 +59,24 @@ def main(args: argparse.Namespace) -> int:
     config = SFTConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_tokens=args.max_tokens, seed=args.seed
     )
+    from sgcd.progress import line, on_terminal
+
     domain = _domain(args.env)
     t0 = time.time()
+    bar = not args.no_progress and on_terminal()  # sft's rich bar only on a terminal (sgcd.progress)
+    if not args.no_progress and not bar:
+        line(
+            f"sft: {config.steps} steps of {config.batch_size} gold trajectories ({args.model} on {args.env})"
+        )
     try:
         if args.out:
-            path = sft(args.model, domain, args.split, config, args.out, args.device, not args.no_progress)
+            path = sft(args.model, domain, args.split, config, args.out, args.device, bar)
         else:
             if args.split != "train":
                 raise CliError(
                     "--split other than train needs --out (the cache holds train warm-starts only)"
                 )
-            path = ensure_sft_model(args.model, args.env, config, args.device, not args.no_progress)
+            path = ensure_sft_model(args.model, args.env, config, args.device, bar)
     except FileNotFoundError as exc:
         raise CliError(str(exc).splitlines()[0]) from exc
     meta = json.loads((path / "sft.json").read_text())

@@ -1,7 +1,7 @@
 """`sgcd train`: train a tool-use agent with SGCD (or a comparator) on one machine.
 
     sgcd train                                   the embedded default (airline-lite, smollm2-135m, sgcd, CPU)
-    sgcd train --preset smoke --out runs/smoke   a preset from configs/ (or a YAML path)
+    sgcd train --preset smoke --out runs/smoke   a packaged preset (sgcd/presets/) or a YAML path
     sgcd train --preset default algorithm.name=grpo credit.eps=0.1 --out runs/grpo
     sgcd train --resume runs/grpo                continue a run from its last checkpoint
 
@@ -36,7 +36,7 @@ def _add_options(parser, default) -> None:
     parser.add_argument(
         "--preset",
         default=default,
-        help="configs/<name>.yaml or a YAML path (default: the embedded default run)",
+        help="a packaged preset name (smoke, default, compare-small, ...) or a YAML path (default: the embedded default run)",
     )
     parser.add_argument(
         "--out", type=Path, default=default, help="run folder (default: runs/<preset>-<algo>-<time>)"

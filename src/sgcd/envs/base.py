@@ -6,12 +6,19 @@ domain's verifier when the episode ends, and evaluation uses that same verifier.
 
 A `Domain` is a benchmark: named splits of tasks, and a factory that builds a fresh `Env` for a task.
 Domains register themselves by name (`airline-lite`, `tau3-airline`, `appworld`); registration is lazy, so
-importing `sgcd.envs` never imports a heavy optional dependency.
+importing `sgcd.envs` never imports a heavy optional dependency. A domain that lives outside sgcd is found,
+without forking, in three ways (docs/custom_domain.md): `register_domain(name, factory)` from Python, the name
+`package.module:factory` (what `env.name=` and `--env` accept), or an installed package's entry point in the
+`sgcd.domains` group (`calc = "mypkg.calc:make_domain"`), listed by name next to the built-in domains.
+
+Public API (kept working for domains written outside sgcd): `Task` and `register_domain` here,
+`sgcd.envs.toolcalls.ToolEnv` and `ToolSpec`, `sgcd.types.Message` and `Observation`.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -58,20 +65,34 @@ _REGISTRY: dict[str, str | Callable[..., Domain]] = {
 }
 
 
+ENTRY_POINT_GROUP = "sgcd.domains"
+
+
 def register_domain(name: str, factory: str | Callable[..., Domain]) -> None:
     """Register a domain factory under `name` (a callable, or a lazy "module:function" string)."""
     _REGISTRY[name] = factory
 
 
+def _entry_points() -> dict[str, str]:
+    """name -> "module:function" of every installed `sgcd.domains` entry point."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def list_domains() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_entry_points()))
 
 
 def get_domain(name: str, **options: Any) -> Domain:
-    """Build the domain registered as `name`; options go to its factory (seed, data paths, user simulator...)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown environment {name!r}; choose one of: {', '.join(list_domains())}")
-    factory = _REGISTRY[name]
+    """Build the domain registered as `name`, an `sgcd.domains` entry point, or `package.module:factory`;
+    options go to its factory (seed, data paths, user simulator...)."""
+    factory = _REGISTRY.get(name) or _entry_points().get(name)
+    if factory is None and ":" in name:
+        return _from_path(name)(**options)
+    if factory is None:
+        raise ValueError(
+            f"unknown environment {name!r}; choose one of: {', '.join(list_domains())}, or give "
+            "package.module:factory"
+        )
     if isinstance(factory, str):
         module_name, _, attr = factory.partition(":")
         try:
@@ -82,3 +103,20 @@ def get_domain(name: str, **options: Any) -> Domain:
             ) from exc
         factory = getattr(module, attr)
     return factory(**options)
+
+
+def _from_path(spec: str) -> Callable[..., Domain]:
+    """`package.module:factory` -> the factory; a one-line ValueError when it cannot be found."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"environment {spec!r}: expected package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"environment {spec!r}: cannot import {module_name!r} ({exc}); is it installed or on PYTHONPATH?"
+        ) from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"environment {spec!r}: module {module_name!r} has no callable {attr!r}")
+    return factory

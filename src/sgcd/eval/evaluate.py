@@ -206,7 +206,7 @@ def evaluate(
             for (trial, task), ep in zip(chunk, eps, strict=True):
                 records.append(record_of(task, trial, ep, has_write[task.task_id], horizon[task.task_id]))
                 episodes.append(ep)
-            advance(len(chunk))
+            advance(len(chunk), sum(ep.success for ep in eps))
     result = summarize(domain.name, split, policy, trials, records, episodes)
     hook = getattr(domain, "extra_metrics", None)
     if callable(hook):
@@ -215,14 +215,20 @@ def evaluate(
 
 
 class _progress:
-    """A rich progress bar (or nothing) exposing advance(n)."""
+    """Progress exposing advance(n, successes): a rich bar on a terminal; elsewhere one line per batch,
+    `eval DOMAIN/SPLIT  done/total episodes  success S  X s` (sgcd.progress); nothing when disabled."""
 
     def __init__(self, enabled: bool, total: int, label: str) -> None:
+        from sgcd.progress import on_terminal
+
         self.enabled, self.total, self.label = enabled, total, label
+        self.bar = enabled and on_terminal()
 
     def __enter__(self):
         if not self.enabled:
-            return lambda n: None
+            return lambda n, ok=0: None
+        if not self.bar:
+            return self._line_advance()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         self._bar = Progress(
@@ -230,8 +236,26 @@ class _progress:
         )
         self._bar.__enter__()
         task_id = self._bar.add_task(self.label, total=self.total)
-        return lambda n: self._bar.advance(task_id, n)
+        return lambda n, ok=0: self._bar.advance(task_id, n)
+
+    def _line_advance(self):
+        import time
+
+        from sgcd.progress import line
+
+        t0, seen = time.perf_counter(), {"done": 0, "ok": 0}
+
+        def advance(n: int, ok: int = 0) -> None:
+            seen["done"] += n
+            seen["ok"] += ok
+            rate = seen["ok"] / seen["done"] if seen["done"] else 0.0
+            line(
+                f"eval {self.label}  {seen['done']}/{self.total} episodes  success {rate:.3f}  "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
+
+        return advance
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
+        if self.bar:
             self._bar.__exit__(*exc)

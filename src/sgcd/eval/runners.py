@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sgcd.policy.base import EndpointError
 from sgcd.types import Episode, Message
 
 MAX_CONSECUTIVE_AGENT_ERRORS = 5
@@ -26,6 +27,8 @@ class TextAgentRunner:
     agent: one agent for every task (e.g. an OpenAIAgent); agent_factory(task) -> a fresh agent per episode
     (scripted agents). An agent exception ends that episode as a failure (info["agent_error"]); after
     MAX_CONSECUTIVE_AGENT_ERRORS in a row the run stops with that error (a dead server is not an evaluation).
+    An `EndpointError` (unreachable server, refused key, unknown model) is not a task failure: it stops the run
+    at once.
     """
 
     agent: Any = None
@@ -48,6 +51,8 @@ class TextAgentRunner:
             try:
                 text = agent.act(messages, obs.tools)
                 self._errors_in_row = 0
+            except EndpointError:
+                raise
             except Exception as exc:
                 self._errors_in_row += 1
                 if self._errors_in_row >= MAX_CONSECUTIVE_AGENT_ERRORS:

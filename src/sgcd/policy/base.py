@@ -18,6 +18,13 @@ from typing import Any, Protocol, runtime_checkable
 from sgcd.types import Episode, Message
 
 
+class EndpointError(RuntimeError):
+    """The model endpoint cannot serve any request (unreachable, refused the key, unknown model or path).
+
+    Not a task failure: episode runners let it through instead of scoring the episode 0, and `sgcd eval` stops
+    with one line and a non-zero exit code."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 1.0

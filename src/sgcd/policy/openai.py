@@ -13,6 +13,11 @@ Tools, two modes:
                       for servers started without a tool parser.
 Either way the returned tool calls become `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` text, which
 the environments parse, so an OpenAI agent and a local model are scored by one code path.
+
+Errors: a connection failure (after the client's retries), 401/403 (the key) and 404 (model or path) raise
+`OpenAIEndpointError`, an `EndpointError`: the endpoint is broken, no episode can be scored. Anything else that
+fails one request (400, a timeout or 5xx after retries, a malformed answer) raises `OpenAIAgentError` and fails
+that episode.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sgcd.policy.base import EndpointError
 from sgcd.policy.chat import plain_tools, with_tool_block
 from sgcd.types import Message
 
@@ -32,6 +38,36 @@ _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 
 class OpenAIAgentError(RuntimeError):
     """A request failed after the client's retries (the message names model, server and cause, never the key)."""
+
+
+class OpenAIEndpointError(OpenAIAgentError, EndpointError):
+    """The server cannot be reached, refused the API key, or does not know the model or path."""
+
+
+def endpoint_error(
+    exc: Exception, model: str, base_url: str | None, key_env: str
+) -> OpenAIEndpointError | None:
+    """The one-line endpoint error for `exc`, or None when `exc` is a per-request failure."""
+    import openai
+
+    where = base_url or "the default API"
+    if isinstance(exc, openai.APITimeoutError):  # one slow answer fails its episode, not the endpoint
+        return None
+    if isinstance(exc, openai.APIConnectionError):
+        return OpenAIEndpointError(
+            f"endpoint {where} cannot be reached ({type(exc).__name__}: {_scrub(str(exc))[:80]}); start the "
+            "server or fix the URL"
+        )
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return OpenAIEndpointError(
+            f"endpoint {where} refused the API key (HTTP {exc.status_code}); set ${key_env} or pass --api-key-env"
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return OpenAIEndpointError(
+            f"endpoint {where} answered 404 for model {model!r}: check the model name and the URL (it usually "
+            "ends in /v1)"
+        )
+    return None
 
 
 @dataclass
@@ -88,6 +124,9 @@ class OpenAIAgent:
             message = resp.choices[0].message
         except (openai.OpenAIError, IndexError, AttributeError, TypeError) as exc:
             self.stats.failures += 1
+            fatal = endpoint_error(exc, self.model, self.base_url, self.api_key_env)
+            if fatal is not None:
+                raise fatal from None
             raise OpenAIAgentError(
                 f"chat completion for model {self.model!r} at {self.base_url or 'default API'} failed "
                 f"after {self.max_retries} retries: {type(exc).__name__}: {_scrub(str(exc))[:200]}"

@@ -2,7 +2,8 @@
 
 Each field carries its documentation in `metadata["help"]` (that text is the `--help` of `sgcd train` and of
 `docs/training.md`) and, where the value is a name, the allowed values in `metadata["choices"]`. A config is built
-from a YAML preset (`configs/<name>.yaml`, or a path) plus dotted overrides (`algorithm.name=grpo credit.eps=0.1`).
+from a YAML preset (`sgcd/presets/<name>.yaml`, shipped inside the package, or a path) plus dotted overrides
+(`algorithm.name=grpo credit.eps=0.1`).
 Unknown keys and invalid values raise `ConfigError` with one line naming the field and what is allowed.
 
 Core functions never see these objects: the trainer unpacks plain numbers from them at the call site.
@@ -11,6 +12,7 @@ Core functions never see these objects: the trainer unpacks plain numbers from t
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +22,9 @@ from typing import Any
 import yaml
 
 ALGORITHMS = ("grpo", "sgcd", "sd-replace", "sd-aux", "opd-advantage")
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+# The presets ship inside the package (sgcd/presets/*.yaml), so an installed wheel has them too.
+PRESET_DIR = Path(str(importlib.resources.files("sgcd.presets")))
+CONFIG_DIR = PRESET_DIR  # the old name, kept for callers
 
 
 class ConfigError(ValueError):
@@ -83,7 +87,11 @@ class ModelConfig:
 
 @dataclass
 class EnvConfig:
-    name: str = _f("airline-lite", "domain (benchmark) name: airline-lite | tau3-airline | appworld")
+    name: str = _f(
+        "airline-lite",
+        "domain (benchmark): airline-lite | tau3-airline | appworld | an installed `sgcd.domains` entry point | "
+        "package.module:factory (docs/custom_domain.md)",
+    )
     train_split: str = _f("train", "split the training tasks are drawn from")
     eval_split: str = _f("test", "held-out split for evaluation")
     options: dict = _f({}, "extra keyword options for the domain factory (data paths, user simulator, ...)")
@@ -168,6 +176,14 @@ class SummarizerConfig:
     max_requests: int = _f(10000, "request budget for the run", lo=0)
     max_concurrency: int = _f(8, "groups summarized concurrently", lo=1)
     cache_dir: str = _f("", "content-addressed cache folder (empty = RUN_DIR/summarizer_cache)")
+    max_fallback_rate: float = _f(
+        0.5,
+        "kind=llm: warn when more than this share of the run's references fell back to the offline summarizer "
+        "(judged from 4 references on, and at the end of the run)",
+        lo=0.0,
+        hi=1.0,
+    )
+    strict: bool = _f(False, "kind=llm: passing summarizer.max_fallback_rate stops the run with an error")
 
 
 @dataclass
@@ -183,8 +199,10 @@ class OptimConfig:
 
 @dataclass
 class LoggingConfig:
-    progress: bool = _f(True, "rich progress display on stderr")
-    stdout: bool = _f(False, "print one metrics line per step")
+    progress: bool = _f(
+        True, "progress on stderr: a rich bar on a terminal, else one line per step (`step N/T  success ..`)"
+    )
+    stdout: bool = _f(False, "also print one metrics line per step on stdout (`step N  success ..`)")
     tensorboard: bool = _f(False, "TensorBoard events under RUN_DIR/tb (needs the tensorboard extra)")
     wandb: bool = _f(False, "log to Weights & Biases (needs the wandb extra and WANDB_API_KEY)")
     wandb_project: str = _f("sgcd", "W&B project")
@@ -340,14 +358,14 @@ def parse_override(text: str) -> dict:
 
 
 def preset_path(preset: str) -> Path:
-    """`smoke` -> configs/smoke.yaml; a path to a YAML file is used as is."""
+    """`smoke` -> the packaged sgcd/presets/smoke.yaml; a path to a YAML file is used as is."""
     path = Path(preset).expanduser()
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path
-    candidate = CONFIG_DIR / f"{preset}.yaml"
+    candidate = PRESET_DIR / f"{preset}.yaml"
     if candidate.exists():
         return candidate
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.exists() else []
+    names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.exists() else []
     raise ConfigError(f"preset {preset!r} not found; choose one of: {', '.join(names)} or give a YAML path")
 
 

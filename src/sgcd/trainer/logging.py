@@ -61,18 +61,19 @@ class JsonlLogger:
 
 
 class StdoutLogger:
-    KEYS = (
-        "reward/mean",
-        "sampling/mixed_frac",
-        "credit/w_std",
-        "loss/policy",
-        "policy/grad_norm",
-        "time/step_s",
-    )
+    """`logging.stdout=true`: one line per training step on stdout, in the progress line's format
+    (`step N  success ..  mixed K/G  w_std ..  loss ..  X s`); a held-out evaluation row prints `step N eval ...`.
+    Rows with neither (nothing to say) print nothing."""
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        parts = [f"{k}={metrics[k]:.4g}" for k in self.KEYS if isinstance(metrics.get(k), (int, float))]
-        print(f"step {step}: " + " ".join(parts), flush=True)
+        from sgcd.progress import step_line
+
+        if isinstance(metrics.get("time/step_s"), (int, float)):
+            print(step_line(step, None, metrics), flush=True)
+        elif isinstance(metrics.get("eval/success"), (int, float)):
+            n = metrics.get("eval/n")
+            episodes = f" ({n:.0f} episodes)" if isinstance(n, (int, float)) else ""
+            print(f"step {step} eval: success {metrics['eval/success']:.3f}{episodes}", flush=True)
 
     def close(self) -> None:
         pass

@@ -1,22 +1,26 @@
-"""The rich progress display of a run: step, ETA, training success, mixed fraction and the key credit stats.
+"""The progress display of a run on stderr: on a terminal a rich bar (step, ETA, training success, mixed
+fraction, the key credit stats); anywhere else (nohup, SLURM, a pipe) one flushed line per step,
+`step N/T  success ..  mixed K/G  w_std ..  loss ..  X s` (`sgcd.progress.step_line`), and no bar.
 
-Written to stderr; disabled (a no-op) when `logging.progress=false` or under tests. The JSONL file, not this
-display, is the record of a run.
+Off (a no-op) with `logging.progress=false` or `--quiet`. The JSONL file, not this display, is the record of a run.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sgcd.progress import line, on_terminal, step_line
+
 
 class Progress:
-    def __init__(self, total: int, start: int = 0, enabled: bool = True) -> None:
+    def __init__(self, total: int, start: int = 0, enabled: bool = True, bar: bool | None = None) -> None:
         self.total, self.start, self.enabled = total, start, enabled and total > start
+        self.bar = on_terminal() if bar is None else bar  # False: one line per step instead of a bar
         self._bar: Any = None
         self._task: Any = None
 
     def __enter__(self) -> Progress:
-        if self.enabled:
+        if self.enabled and self.bar:
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -43,6 +47,8 @@ class Progress:
         return self
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
+        if self.enabled and not self.bar:
+            line(step_line(step, self.total, metrics))
         if self._bar is None:
             return
         self._bar.update(self._task, completed=step, description=describe(metrics))

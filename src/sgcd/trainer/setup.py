@@ -8,6 +8,8 @@ the policy's sampling generator so evaluating never changes the training rollout
 from __future__ import annotations
 
 import math
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +43,10 @@ def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
             from sgcd.policy.sft import SFTConfig, ensure_sft_model
 
             budget = SFTConfig(steps=m.sft_budget, lr=m.sft_lr)
-            path = Path(
-                ensure_sft_model(m.name, cfg.env.name, budget, device=m.device, progress=cfg.logging.progress)
-            )
+            from sgcd.progress import on_terminal  # the warm start draws a rich bar: only on a terminal
+
+            bar = cfg.logging.progress and on_terminal()
+            path = Path(ensure_sft_model(m.name, cfg.env.name, budget, device=m.device, progress=bar))
         else:
             path = resolve_model(m.name)
         policy = load_policy(str(path), device=m.device, dtype=m.dtype, seed=cfg.seed)
@@ -121,6 +124,48 @@ def check_summarizer_endpoint(cfg: RunConfig, timeout_s: float = 5.0) -> None:
             f"summarizer.base_url={s.base_url!r} is unreachable ({reason}); start the server, fix the URL, or use "
             f"summarizer.kind=offline"
         ) from exc
+
+
+class FallbackWatch:
+    """Counts the LLM summarizer's fallbacks to offline references over a run (from the step metrics
+    `reference/references`, `reference/fallbacks`, `reference/fallback/<cause>`). When their share passes
+    summarizer.max_fallback_rate it prints one warning on stderr, or with summarizer.strict=true raises TrainError:
+    an endpoint that always fails (a 401, say) must not silently turn an LLM-reference run into an offline one."""
+
+    MIN_REFERENCES = 4  # a single unlucky parse failure at step 1 is not a broken summarizer
+
+    def __init__(self, cfg: RunConfig) -> None:
+        s = cfg.summarizer
+        self.active = s.kind == "llm"
+        self.limit, self.strict, self.where = s.max_fallback_rate, s.strict, f"{s.model!r} at {s.base_url}"
+        self.references, self.fallbacks, self.causes = 0.0, 0.0, Counter()
+        self.warned = False
+
+    def update(self, metrics: dict[str, float], final: bool = False) -> None:
+        if not self.active:
+            return
+        self.references += metrics.get("reference/references", 0.0)
+        self.fallbacks += metrics.get("reference/fallbacks", 0.0)
+        for key, value in metrics.items():
+            if key.startswith("reference/fallback/"):
+                self.causes[key.removeprefix("reference/fallback/")] += value
+        enough = self.references >= self.MIN_REFERENCES or (final and self.references > 0)
+        if self.warned or not enough or self.fallbacks / self.references <= self.limit:
+            return
+        causes = ", ".join(f"{k} {v:.0f}" for k, v in self.causes.most_common()) or "unknown"
+        msg = (
+            f"the LLM summarizer ({self.where}) fell back to offline references for {self.fallbacks:.0f} of "
+            f"{self.references:.0f} groups ({self.fallbacks / self.references:.0%}, above "
+            f"summarizer.max_fallback_rate={self.limit:g}; causes: {causes})"
+        )
+        if self.strict:
+            raise TrainError(f"{msg}; stopping because summarizer.strict=true")
+        self.warned = True
+        print(
+            f"warning: {msg}; the run goes on with offline references (summarizer.strict=true stops it instead)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def make_summarizer_for(cfg: RunConfig, run_dir: Path) -> tuple[Any, str]:

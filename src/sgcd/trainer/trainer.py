@@ -33,6 +33,7 @@ from sgcd.trainer.progress import Progress
 from sgcd.trainer.runs import prepare_run_dir, write_samples, write_summary
 from sgcd.trainer.samples import sample_rows
 from sgcd.trainer.setup import (
+    FallbackWatch,
     TrainError,
     check_summarizer_endpoint,
     evaluate_policy,
@@ -69,6 +70,7 @@ class Trainer:
         self.optimizer, self.scheduler = make_optimizer(cfg, self.policy.model)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.summarizer, self.summarizer_cache = make_summarizer_for(cfg, self.run_dir)
+        self.fallback_watch = FallbackWatch(cfg)
         s = cfg.sampling
         self.ctx = StepContext(
             cfg=cfg,
@@ -137,10 +139,12 @@ class Trainer:
                 metrics["time/step_s"] = time.perf_counter() - t0
                 self.logger.log(metrics, step)
                 progress.update(step, metrics)
+                self.fallback_watch.update(metrics)
                 state.step, state.sampler = step, self.sampler.state_dict()
                 state.metrics_offset = self.jsonl.offset()
                 if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and not is_last:
                     self._checkpoint(state, t_start)
+        self.fallback_watch.update({}, final=True)
         self._write_samples(cfg.steps, last_out)
         final_dir = self.save_final()
         after_tasks: dict[str, float] = {}

@@ -1,4 +1,5 @@
-"""configs/tau3-airline.yaml: a valid RunConfig whose env options the domain accepts (no endpoint called)."""
+"""The tau3-airline preset (sgcd/presets/tau3-airline.yaml): a valid RunConfig whose env options the domain
+accepts (no endpoint called)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,9 @@ loss, accelerate/DeepSpeed/FSDP wrapping, logging) and changes two things:
    and `credit_weights` / `reshape_advantages` give the weights and token advantages. TRL's `_compute_loss`
    accepts (B, T) advantages as they are and masks with `completion_mask * tool_mask`.
 
-Options (`SGCDOptions`): `advantage="trl"` (default) takes TRL's own (B,) advantages as A_i, so every TRL
+Options: the `sgcd_*` fields of `SGCDConfig` (a GRPOConfig; config.py), passed as `args=`; the trainer reads them
+as an `SGCDOptions` value (passing `sgcd=SGCDOptions(...)` with a plain GRPOConfig still works but is deprecated).
+`advantage="trl"` (default) takes TRL's own (B,) advantages as A_i, so every TRL
 advantage option (scale_rewards, multi-objective aggregation) still applies; `grpo` / `drgrpo` / `rloo` take
 `sgcd.core`'s estimator over the environment rewards, as the reference trainer (sgcd train) does. TRL's GRPO
 divides by (std + 1e-4), sgcd.core's by (std + 1e-6): the two differ in the fourth decimal on small groups.
@@ -26,6 +28,7 @@ That forward needs whole parameters on each rank (DDP, ZeRO-1/2); ZeRO-3 / FSDP 
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,12 +202,34 @@ def _teacher_rows(policy: Any, batch: RolloutBatch, refs: list[Any]) -> list[lis
     return rows
 
 
+def _options(sgcd: SGCDOptions | None, args: Any) -> SGCDOptions:
+    """The trainer's SGCD options: from an SGCDConfig `args`, else the deprecated `sgcd=` (else the defaults)."""
+    from sgcd.integrations.trl.config import SGCDConfig
+
+    if isinstance(args, SGCDConfig):
+        if sgcd is not None:
+            raise ValueError(
+                "SGCDGRPOTrainer: the SGCD options are the sgcd_* fields of args=SGCDConfig; do not also pass sgcd="
+            )
+        return args.sgcd_options()
+    if sgcd is not None:
+        warnings.warn(
+            "SGCDGRPOTrainer(sgcd=SGCDOptions(...)) is deprecated: pass args=SGCDConfig(..., sgcd_teacher=...) so "
+            "TrlParser, the saved training arguments and the trackers carry the SGCD options",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return sgcd
+    return SGCDOptions()
+
+
 class SGCDGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose rollouts run on an sgcd domain and whose advantages are SGCD's (B, T) token advantages.
 
-    SGCDGRPOTrainer(model, rollout=SGCDRollout(domain, ...), sgcd=SGCDOptions(...), args=GRPOConfig(...)).
+    SGCDGRPOTrainer(model, rollout=SGCDRollout(domain, ...), args=SGCDConfig(..., sgcd_teacher="pi_old")).
     reward_funcs defaults to the environment reward; train_dataset to `task_dataset(rollout.domain, split)`.
     Everything else is passed to GRPOTrainer unchanged (`rollout_func` is ours and may not be given).
+    Deprecated: `sgcd=SGCDOptions(...)` next to a plain GRPOConfig (a warning; not together with SGCDConfig).
     """
 
     def __init__(
@@ -222,7 +247,7 @@ class SGCDGRPOTrainer(GRPOTrainer):
             raise ValueError(
                 "SGCDGRPOTrainer: rollout_func is the SGCDRollout passed as rollout=; do not pass one"
             )
-        self.sgcd = sgcd or SGCDOptions()
+        self.sgcd = _options(sgcd, kwargs.get("args"))
         self.sgcd_rollout = rollout
         self.sgcd_last: SGCDStep | None = None
         super().__init__(
