@@ -57,26 +57,31 @@ def main(args: argparse.Namespace) -> int:
     if args.lr <= 0:
         raise CliError(f"--lr must be > 0, got {args.lr}")
     config = SFTConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_tokens=args.max_tokens, seed=args.seed
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        train_layers=args.train_layers,
     )
     from sgcd.progress import line, on_terminal
 
     domain = _domain(args.env)
     t0 = time.time()
-    bar = not args.no_progress and on_terminal()  # sft's rich bar only on a terminal (sgcd.progress)
+    bar = not args.no_progress and on_terminal()  # a rich bar on a terminal, else a line per step
     if not args.no_progress and not bar:
         line(
             f"sft: {config.steps} steps of {config.batch_size} gold trajectories ({args.model} on {args.env})"
         )
     try:
         if args.out:
-            path = sft(args.model, domain, args.split, config, args.out, args.device, bar)
+            path = sft(args.model, domain, args.split, config, args.out, args.device, not args.no_progress)
         else:
             if args.split != "train":
                 raise CliError(
                     "--split other than train needs --out (the cache holds train warm-starts only)"
                 )
-            path = ensure_sft_model(args.model, args.env, config, args.device, bar)
+            path = ensure_sft_model(args.model, args.env, config, args.device, not args.no_progress)
     except FileNotFoundError as exc:
         raise CliError(str(exc).splitlines()[0]) from exc
     meta = json.loads((path / "sft.json").read_text())

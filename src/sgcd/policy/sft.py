@@ -155,6 +155,8 @@ def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: boo
     """Optimise policy.model on `trajs` (config.batch_size per step, cycling); returns the loss per step."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from sgcd.progress import line, on_terminal
+
     model = policy.model
     model.train()
     params = _trainable(model, config.train_layers)
@@ -177,7 +179,8 @@ def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: boo
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, disable=not progress) as bar:
+    bar_on = progress and on_terminal()
+    with Progress(*columns, disable=not bar_on) as bar:
         job = bar.add_task("sft", total=config.steps, loss="-")
         for step in range(config.steps):
             batch = [trajs[(step * config.batch_size + k) % len(trajs)] for k in range(config.batch_size)]
@@ -193,6 +196,8 @@ def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: boo
             sched.step()
             losses.append(loss.item())
             bar.update(job, advance=1, loss=f"{loss.item():.3f}")
+            if progress and not bar_on:  # off a terminal: one line per step instead of a bar
+                line(f"sft step {step + 1}/{config.steps}  loss {loss.item():.3f}")
     model.eval()
     model.requires_grad_(True)
     if any(not math.isfinite(x) for x in losses):

@@ -289,18 +289,14 @@ def credit(
     return w_B_T, ahat_B_T, rename(metrics)
 
 
-def ref_sensitivity(
-    delta_B_T: torch.Tensor, pol_B_T: torch.Tensor, mask_B_T: torch.Tensor
-) -> dict[str, float]:
-    """Does the teacher read the reference? Mean of polarity * centred delta over the action tokens of steps the
-    reference marks helpful (+1) or harmful (-1): positive = the teacher raises what the reference backs and
-    lowers what it blames. delta is centred per row over its action tokens (the reference's overall shift of
-    every log-prob is removed, as the credit weights remove it)."""
-    m = mask_B_T.float()
-    centred = delta_B_T - (delta_B_T * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)
+def ref_sensitivity(delta_B_T: torch.Tensor, pol_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> dict[str, float]:
+    """Does the teacher read the reference? Mean of polarity * delta over the action tokens of steps the
+    reference marks helpful (+1) or harmful (-1), delta = teacher - student log-prob: positive = the teacher
+    raises what the reference backs and lowers what it blames. Uncentred: a teacher that only primes on the
+    tool names a reference mentions raises helpful and harmful calls alike, and the two cancel."""
     marked = mask_B_T & (pol_B_T != 0)
     n = int(marked.sum())
-    value = float((pol_B_T * centred)[marked].mean()) if n else 0.0
+    value = float((pol_B_T * delta_B_T)[marked].mean()) if n else 0.0
     return {"credit/ref_sensitivity": value, "credit/ref_sensitivity_tokens": float(n)}
 
 
