@@ -40,8 +40,8 @@ process locks itself in, irrevocably, at two levels:
    the heap (and if it could, the kernel rules would still hold).
 
 The cell process also drops the trainer's channel (it cannot forge an answer) and gets no ground truth: the
-world is opened with `load_ground_truth=False`, and `evaluate` runs here, in the trusted process, on the state
-the cell process saved to disk after its last cell. The trainer starts the worker with an empty environment
+world is opened with `load_ground_truth=False`, and `evaluate` runs in a short-lived child of this trusted
+process, on the state the cell process saved to disk (whole databases) at the end of the episode. The trainer starts the worker with an empty environment
 (`env -i` style: no API keys, no inherited variables).
 """
 
@@ -446,6 +446,45 @@ def _open_world(req):
     return world, opened
 
 
+def _evaluate(task_id, experiment_name):
+    from appworld.evaluator import evaluate_task
+
+    tracker = evaluate_task(task_id, experiment_name=experiment_name, suppress_errors=True)
+    return {
+        "success": bool(tracker.success),
+        "pass_count": tracker.pass_count,
+        "fail_count": tracker.fail_count,
+        "num_tests": tracker.num_tests,
+        "passes": [p["requirement"] for p in tracker.passes],
+        "failures": [{"requirement": f["requirement"], "trace": f["trace"]} for f in tracker.failures],
+    }
+
+
+def _in_child(fn, *args):
+    """fn(*args) in a forked child of this (trusted) process; its JSON-able result, or RuntimeError."""
+    read_fd, write_fd = os.pipe()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            out = {"ok": True, "value": fn(*args)}
+        except BaseException as exc:
+            traceback.print_exc(file=sys.stderr)
+            out = {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
+        with os.fdopen(write_fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(out, default=str))
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "r", encoding="utf-8") as fh:
+        text = fh.read()
+    os.waitpid(pid, 0)
+    out = json.loads(text) if text else {"ok": False, "error": "the evaluation process died"}
+    if not out["ok"]:
+        raise RuntimeError(out["error"])
+    return out["value"]
+
+
 class Worker:
     """Holds at most one open world (in its cell process) and serves protocol requests."""
 
@@ -531,20 +570,13 @@ class Worker:
         return self._ask({"op": "execute", "code": req["code"]})
 
     def op_evaluate(self, req):
-        from appworld.evaluator import evaluate_task
-
         answer = self._ask({"op": "save"}).get("answer")  # the answer is diagnostics only
-        # what world.evaluate() calls, here in the trusted process, on the state the cell process saved
-        tracker = evaluate_task(self.task_id, experiment_name=self.experiment_name, suppress_errors=True)
-        return {
-            "success": bool(tracker.success),
-            "pass_count": tracker.pass_count,
-            "fail_count": tracker.fail_count,
-            "num_tests": tracker.num_tests,
-            "passes": [p["requirement"] for p in tracker.passes],
-            "failures": [{"requirement": f["requirement"], "trace": f["trace"]} for f in tracker.failures],
-            "answer": answer,
-        }
+        # What world.evaluate() calls, on the state the cell process saved, in a short-lived child of this
+        # process: AppWorld keeps the evaluated databases bound in module state, which a cell process forked
+        # later must not inherit.
+        out = _in_child(_evaluate, self.task_id, self.experiment_name)
+        out["answer"] = answer
+        return out
 
     def op_close(self, req):
         self._close_world()
