@@ -41,8 +41,8 @@ process locks itself in, irrevocably, at two levels:
 
 The cell process also drops the trainer's channel (it cannot forge an answer) and gets no ground truth: the
 world is opened with `load_ground_truth=False`, and `evaluate` runs in a short-lived child of this trusted
-process, on the state the cell process saved to disk (whole databases) at the end of the episode. The trainer starts the worker with an empty environment
-(`env -i` style: no API keys, no inherited variables).
+process, on the state the cell process saved to disk (whole databases) at the end of the episode. The
+trainer starts the worker with an empty environment (`env -i` style: no API keys, no inherited variables).
 """
 
 import ctypes
