@@ -53,4 +53,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m sgcd.cli`: run the imported module's main, whose CliError is the one the commands raise (this
+    # file's own copy, as __main__, is a different class and would let every one-line error out as a traceback)
+    sys.exit(importlib.import_module("sgcd.cli").main())
