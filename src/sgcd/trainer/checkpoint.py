@@ -145,9 +145,17 @@ def save_checkpoint(
 
 def _save_weights(model: torch.nn.Module, tokenizer: Any, folder: Path) -> None:
     if hasattr(model, "save_pretrained"):
-        model.save_pretrained(folder, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(folder)
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
+        try:
+            model.save_pretrained(folder, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
     else:
         from safetensors.torch import save
 
