@@ -64,6 +64,8 @@ CASES = [
     ("hang", [hang(5.0), hang(5.0)], "fallback", "timeout", 2),
     ("dropped_connection", [drop(), drop()], "fallback", "connection", 2),
     ("bad_body", [bad_body(), bad_body()], "fallback", "bad_response", 2),
+    ("html_page", [bad_body("text/html"), bad_body("text/html")], "fallback", "bad_response", 2),  # retried
+    ("html_page_then_ok", [bad_body("text/html"), reply(VALID_TEXT)], "llm", None, 2),
     ("refusal", [reply(None, refusal="I can't help with that.")], "fallback", "refusal", 1),  # no retry
     ("http_400", [http_error(400, "bad request")], "fallback", "http_4xx", 1),  # no retry
 ]
@@ -115,6 +117,19 @@ def test_malformed_repair_turn_shows_the_model_its_answer():
         assert "invalid JSON" in repair[-1]["content"]
         m = summ.metrics()
         assert m["summarizer/parse_failures"] == 1.0 and m["summarizer/repairs_ok"] == 1.0
+
+
+def test_repair_turn_caps_what_it_sends_back():
+    from sgcd.credit_reference.llm import REPAIR_ECHO_CHARS
+
+    huge = "{" + "x" * 2_000_000  # a runaway answer (20 MB were seen): not sent back whole
+    with OpenAIDouble([reply(huge), reply(VALID_TEXT)]) as srv:
+        ref = _summarizer(srv).summarize(cancel_group())
+        echoed = srv.requests[1]["body"]["messages"][-2]["content"]
+        assert (
+            len(echoed) < REPAIR_ECHO_CHARS + 100 and echoed.startswith("{xxx") and "characters cut" in echoed
+        )
+        assert ref.steps[1].tool == "cancel_reservation"
 
 
 def test_budget_exhaustion_falls_back_without_requests():

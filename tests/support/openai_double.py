@@ -88,8 +88,9 @@ def drop() -> Reply:
     return {"kind": "drop"}
 
 
-def bad_body() -> Reply:
-    return {"kind": "bad_body"}
+def bad_body(content_type: str = "application/json") -> Reply:
+    """A 200 whose body is not JSON (an HTML error page), under the given Content-Type."""
+    return {"kind": "bad_body", "content_type": content_type}
 
 
 class OpenAIDouble:
@@ -211,7 +212,7 @@ class OpenAIDouble:
         elif kind == "bad_body":
             payload = b"<html>this is not json"
             h.send_response(200)
-            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Type", r.get("content_type", "application/json"))
             h.send_header("Content-Length", str(len(payload)))
             h.end_headers()
             h.wfile.write(payload)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import errno
+import json
 import random
+from collections import namedtuple
 
 import numpy as np
 import pytest
 import torch
 
 from sgcd.trainer import checkpoint as ckpt
+
+shutil_usage = namedtuple("usage", "total used free")
 
 
 def _parts(seed=0):
@@ -76,26 +80,68 @@ def test_half_written_checkpoint_is_ignored_and_cleaned(tmp_path):
 def test_full_disk_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     model, opt, sched = _parts()
     ckpt.save_checkpoint(tmp_path, ckpt.TrainState(step=1), model, opt, sched)
-    real_save = torch.save
+    real_write = ckpt._write_bytes
 
-    def failing_save(obj, path, *a, **k):
+    def failing_write(path, data):
         if str(path).endswith("optimizer.pt"):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(obj, path, *a, **k)
+        return real_write(path, data)
 
-    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(ckpt, "_write_bytes", failing_write)
     with pytest.raises(ckpt.CheckpointError) as info:
         ckpt.save_checkpoint(tmp_path, ckpt.TrainState(step=2), model, opt, sched)
     msg = str(info.value)
     assert msg == "checkpoint at step 2 failed (disk full); the last intact checkpoint is step_000001"
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_000001"]  # no temp folder left
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(ckpt, "_write_bytes", real_write)
     assert ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path), model, opt, sched).step == 1
 
 
 def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
     model, opt, sched = _parts()
     path = ckpt.save_checkpoint(tmp_path, ckpt.TrainState(step=1), model, opt, sched)
-    (path / "model.pt").write_bytes(b"garbage")
+    (path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ckpt.CheckpointError, match=r"step_000001 cannot be read"):
+        ckpt.load_checkpoint(path, model, opt, sched)
+
+
+def test_full_disk_in_a_librarys_own_words_is_named_disk_full(tmp_path, monkeypatch):
+    """torch reports a full disk as "inline_container.cc ... unexpected pos"; the free space says what it was."""
+    model, opt, sched = _parts()
+    ckpt.save_checkpoint(tmp_path, ckpt.TrainState(step=1), model, opt, sched)
+
+    def torch_full(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4416 vs 4310")
+
+    monkeypatch.setattr(torch, "save", torch_full)
+    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda p: shutil_usage(total=10**9, used=10**9, free=0))
+    with pytest.raises(ckpt.CheckpointError) as info:
+        ckpt.save_checkpoint(tmp_path, ckpt.TrainState(step=2), model, opt, sched)
+    assert (
+        str(info.value)
+        == "checkpoint at step 2 failed (disk full); the last intact checkpoint is step_000001"
+    )
+
+
+def test_checkpoint_is_a_hugging_face_model_folder(tmp_path):
+    from sgcd.policy.models import load_policy, resolve_model
+
+    policy = load_policy(str(resolve_model("tiny")), device="cpu", dtype="float32", seed=0)
+    opt = torch.optim.AdamW(policy.model.parameters(), lr=0.1)
+    path = ckpt.save_checkpoint(
+        tmp_path, ckpt.TrainState(step=3), policy.model, opt, None, tokenizer=policy.tokenizer
+    )
+    assert (path / "config.json").exists() and (path / "model.safetensors").exists()
+    assert not (path / "model.pt").exists()
+    again = load_policy(str(path), device="cpu", dtype="float32", seed=0)  # what sgcd eval --policy does
+    for (k, a), b in zip(policy.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_unknown_field_in_state_json_is_one_line(tmp_path):
+    model, opt, sched = _parts()
+    path = ckpt.save_checkpoint(tmp_path, ckpt.TrainState(step=1), model, opt, sched)
+    state = json.loads((path / "state.json").read_text())
+    (path / "state.json").write_text(json.dumps({**state, "surprise": 1}))
+    with pytest.raises(ckpt.CheckpointError, match=r"state.json has unknown field 'surprise'"):
         ckpt.load_checkpoint(path, model, opt, sched)

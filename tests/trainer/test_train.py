@@ -170,16 +170,15 @@ def test_unreachable_summarizer_endpoint_is_one_line_and_writes_nothing(tmp_path
 
 def test_full_disk_at_checkpoint_keeps_the_run_resumable(tmp_path, monkeypatch, coin_overrides):
     overrides = coin_overrides + ["steps=3", "checkpoint.every=1", "eval.before=false", "eval.every=0"]
-    real_save, calls = torch.save, {"n": 0}
+    real_save, calls = ckpt._save_weights, {"n": 0}
 
-    def save_until_full(obj, path, *a, **k):
-        if str(path).endswith("model.pt"):
-            calls["n"] += 1
-            if calls["n"] >= 2:  # the second checkpoint hits a full disk
-                raise OSError(28, "No space left on device")
-        return real_save(obj, path, *a, **k)
+    def save_until_full(model, tokenizer, folder):
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the second checkpoint hits a full disk
+            raise OSError(28, "No space left on device")
+        return real_save(model, tokenizer, folder)
 
-    monkeypatch.setattr(torch, "save", save_until_full)
+    monkeypatch.setattr(ckpt, "_save_weights", save_until_full)
     out = tmp_path / "run"
     with pytest.raises(
         TrainError,
@@ -189,7 +188,7 @@ def test_full_disk_at_checkpoint_keeps_the_run_resumable(tmp_path, monkeypatch, 
         train(make_config(None, overrides), out, **QUIET)
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000001"]
     assert not (out / "summary.json").exists()
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(ckpt, "_save_weights", real_save)
     assert resume(out, **QUIET)["steps"] == 3  # the run continues from step 1 once there is space
 
 

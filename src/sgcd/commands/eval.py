@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--trials", type=int, default=1, help="attempts per task; pass^k for k=1..trials")
-    p.add_argument("--limit", type=int, default=None, help="only the first N tasks")
+    p.add_argument("--limit", type=int, default=None, help="only the first N tasks (N >= 1; default all)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the full result (with records) here")
     p.add_argument("--seed", type=int, default=0, help="domain seed and scripted-noise seed (default 0)")
     add_option_argument(p)
@@ -55,6 +55,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.trials < 1:
         raise CliError(f"--trials must be >= 1, got {args.trials}")
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit must be >= 1, got {args.limit} (leave it out to evaluate every task)")
     options = list(args.option)
     options += [f"user={args.user}"] if args.user else []
     options += [f"user_base_url={args.user_base_url}"] if args.user_base_url else []
@@ -75,6 +77,12 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         runner = make_runner(args.policy, domain, **opts)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise CliError(str(exc)) from exc
+    except Exception as exc:  # a damaged model folder: safetensors, tokenizers and json raise their own kinds
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise CliError(f"cannot load the policy {args.policy!r}: {type(exc).__name__}: {first}") from exc
+    try:
         result = evaluate(
             runner, domain, args.split, trials=args.trials, limit=args.limit,
             progress=not args.no_progress, batch_size=args.batch_size, policy=args.policy,
@@ -85,7 +93,10 @@ def main(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     print_result(result)
     if args.json:
-        result.write_json(args.json)
+        try:
+            result.write_json(args.json)
+        except OSError as exc:
+            raise CliError(f"--json {args.json}: cannot write it ({exc.strerror or exc})") from None
         print(f"wrote {args.json}")
     return 0
 

@@ -58,6 +58,9 @@ def main(args) -> int:
             )
     except RunDirError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:  # a read-only or full output folder
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CliError(f"writing the report failed: {exc.strerror or exc}{where}") from None
     figs = f"{len(result.png_paths)} PNGs in {result.png_paths[0].parent}" if result.png_paths else "no PNGs"
     print(
         f"wrote {result.html_path} ({result.html_bytes / 1e6:.2f} MB; {result.n_groups} groups, "

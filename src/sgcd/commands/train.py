@@ -4,6 +4,12 @@
     sgcd train --preset smoke --out runs/smoke   a packaged preset (sgcd/presets/) or a YAML path
     sgcd train --preset default algorithm.name=grpo credit.eps=0.1 --out runs/grpo
     sgcd train --resume runs/grpo                continue a run from its last checkpoint
+    sgcd train --resume runs/grpo steps=20       ... and train it longer (a run cannot be shortened)
+
+One process writes a run folder at a time (a second gets one line naming the holder's pid). A resume refuses a
+config.yaml edited since the checkpoint (--allow-config-change continues with the edit), falls back past a
+damaged newest checkpoint, starts over a run killed before its first checkpoint, and does nothing to a finished
+run.
 
 Overrides are dotted KEY=VALUE pairs after the options; the keys and their meaning are listed below.
 """
@@ -45,6 +51,12 @@ def _add_options(parser, default) -> None:
     parser.add_argument(
         "--quiet", action="store_true", default=default, help="no progress or before/after lines"
     )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        default=default,
+        help="--resume even though config.yaml was edited since the checkpoint (the edit takes effect)",
+    )
 
 
 def split_overrides(args) -> None:
@@ -83,7 +95,15 @@ def main(args) -> int:
                         f"--resume takes only steps=N as an override (the run keeps its config), got {key}"
                     )
                 steps = make_config(None, [text]).steps
-            summary = resume(args.resume, steps=steps, quiet=args.quiet)
+            summary = resume(
+                args.resume,
+                steps=steps,
+                quiet=args.quiet,
+                allow_config_change=bool(args.allow_config_change),
+            )
+            if summary.get("already_finished"):
+                print(f"{args.resume} is already finished ({summary['steps']} steps); nothing to do")
+                return 0
         else:
             cfg = make_config(args.preset, args.overrides)
             name = Path(args.preset or "default").stem

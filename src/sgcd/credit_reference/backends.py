@@ -108,6 +108,10 @@ def _retry_after(exc: Any) -> float | None:
             return None
 
 
+class _BadResponse(Exception):
+    """The server answered 200 with something that is not a chat completion (retried as bad_response)."""
+
+
 class OpenAIBackend:
     def __init__(self, cfg: OpenAIConfig, budget: Budget, counter: Any, seed: int = 0) -> None:
         self.cfg, self.budget, self.counter = cfg, budget, counter
@@ -142,7 +146,9 @@ class OpenAIBackend:
             kwargs["response_format"] = {"type": "json_object"}
         with self._sem:
             resp = self._get_client().chat.completions.create(**kwargs)
-        usage = resp.usage
+        if not hasattr(resp, "choices"):  # a 200 that is not a completion (an HTML page, a proxy's text)
+            raise _BadResponse(f"a 200 answer that is not a chat completion: {str(resp)[:80]!r}")
+        usage = getattr(resp, "usage", None)
         pt, ct = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
         self.budget.add_tokens(pt + ct)
         self.counter("prompt_tokens", pt)
@@ -179,7 +185,7 @@ class OpenAIBackend:
                 if exc.status_code < 500:
                     raise SummarizerFailure("http_4xx", f"HTTP {exc.status_code}") from None
                 cause = "http_5xx"
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, _BadResponse, openai.APIResponseValidationError):
                 cause = "bad_response"
             self.counter(f"retry/{cause}", 1)
             if attempt < self.cfg.retries:

@@ -64,6 +64,18 @@ REPAIR_TEMPLATE = (
 _FENCE_RE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 
 
+# The repair turn shows the model its unusable answer; a runaway answer is cut to this many characters (head
+# and tail), so one bad reply cannot make the next request as large as itself.
+REPAIR_ECHO_CHARS = 4000
+
+
+def _clip(text: str, limit: int = REPAIR_ECHO_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
+
+
 class ParseFailure(Exception):
     def __init__(self, cause: str, detail: str) -> None:
         super().__init__(detail)
@@ -161,7 +173,7 @@ class LLMSummarizer:
             self.stats.count("parse_failures")
             self.stats.count(f"parse_failures/{exc.cause}")
             repair = messages + [
-                {"role": "assistant", "content": reply.text},
+                {"role": "assistant", "content": _clip(reply.text)},
                 {"role": "user", "content": REPAIR_TEMPLATE.format(error=exc)},
             ]
         self.stats.count("repairs")

@@ -118,9 +118,13 @@ def load_replay(path: str | Path) -> dict[str, list[str]]:
             continue
         try:
             row = json.loads(line)
+            if not isinstance(row, dict):
+                raise TypeError("a line must be a JSON object")
             turns = row["turns"]
-            if not isinstance(row["task_id"], str) or not all(isinstance(t, str) for t in turns):
+            if not isinstance(row["task_id"], str) or not isinstance(turns, list):
                 raise TypeError("task_id must be a string and turns a list of strings")
+            if not all(isinstance(t, str) for t in turns):
+                raise TypeError("every turn must be a string")
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(
                 f"{path}:{n}: bad replay line ({exc}); want {{'task_id': ..., 'turns': [...]}}"

@@ -179,12 +179,19 @@ def _relpath(target: Path, start: Path) -> str:
     return os.path.relpath(target.resolve(), start.resolve()) if target.is_file() else ""
 
 
-def _first_file(base: Path, named: Any, *defaults: str) -> Path | None:
-    """The file compare.json names (a path string), else the first default that exists in the folder."""
+def _first_file(base: Path, named: Any, *defaults: str, key: str = "") -> Path | None:
+    """The file compare.json names (a path string), else the first default that exists in the folder. The page
+    embeds the file, so it must lie inside the study folder (no absolute path, no `..`, no link out of it)."""
     candidates = ([_resolve(base, named)] if isinstance(named, str) and named else []) + [
         base / d for d in defaults
     ]
-    return next((p for p in candidates if p.is_file()), None)
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is not None and not found.resolve().is_relative_to(base.resolve()):
+        raise RunDirError(
+            f"compare.json: {key or found.name} names {found}, outside the study folder {base}; a report embeds "
+            f"only files inside it"
+        )
+    return found
 
 
 def build_compare_report(
@@ -209,12 +216,12 @@ def build_compare_report(
         else:
             notes.append(f"{ref.algorithm} seed {ref.seed}: no metrics.jsonl at {ref.path}")
     figs = save_figures(compare_figures(series_by_run), out_path.parent / f"{out_path.stem}_figures")
-    curves_png = _first_file(base, doc.get("plot"), "curves.png")
+    curves_png = _first_file(base, doc.get("plot"), "curves.png", key="'plot'")
     if curves_png is not None:
         figs.insert(0, {"title": "curves from sgcd compare", "src": data_uri(curves_png.read_bytes()),
                         "file": curves_png.name, "path": None})  # fmt: skip
     columns, rows = table_rows(doc)
-    md = _first_file(base, doc.get("table"), "compare.md", "table.md")
+    md = _first_file(base, doc.get("table"), "compare.md", "table.md", key="'table'")
     table_md = md.read_text(encoding="utf-8") if md is not None else ""
     run_cols = [c for r in runs for c in r.figures]
     run_cols = list(dict.fromkeys(run_cols))

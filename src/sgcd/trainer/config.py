@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,10 +33,17 @@ class ConfigError(ValueError):
 
 
 def _f(
-    default: Any, help: str, choices: tuple | None = None, lo: float | None = None, hi: float | None = None
+    default: Any,
+    help: str,
+    choices: tuple | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    gt: float | None = None,
+    lt: float | None = None,
 ):
-    """A dataclass field with its help text, allowed names and numeric bounds (inclusive)."""
-    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi}
+    """A dataclass field with its help text, allowed names and numeric bounds (lo/hi inclusive, gt/lt exclusive:
+    for values where the bound itself would fail later, e.g. a division by it)."""
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "gt": gt, "lt": lt}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -108,7 +116,7 @@ class SamplingConfig:
         2, "sampling rounds before training on whatever mixed groups were found", lo=1
     )
     temperature: float = _f(0.7, "sampling temperature for training rollouts", lo=0.0)
-    top_p: float = _f(1.0, "nucleus sampling p", lo=0.0, hi=1.0)
+    top_p: float = _f(1.0, "nucleus sampling p", gt=0.0, hi=1.0)
     max_new_tokens: int = _f(64, "max tokens per assistant turn", lo=1)
     max_turns: int = _f(3, "max assistant turns per episode", lo=1)
     max_tokens: int = _f(384, "max trajectory tokens (after the prompt) per episode", lo=16)
@@ -152,14 +160,14 @@ class CreditConfig:
         "the sampled-token estimator)",
         ("logratio",),
     )
-    eps: float = _f(0.2, "weight bound: w in [1-eps, 1+eps] before renormalising", lo=0.0, hi=0.99)
+    eps: float = _f(0.2, "weight bound: w in [1-eps, 1+eps] before renormalising", gt=0.0, hi=0.99)
     lam: float = _f(1.0, "lambda: w = (1-lambda) + lambda*w (0 = GRPO)", lo=0.0, hi=1.0)
     level: str = _f("token", "credit granularity", ("token", "turn"))
     unsigned: bool = _f(False, "ablation: ignore the sign of A when forming u")
     failures_only: bool = _f(False, "reweight failed trajectories only (successes keep w = 1)")
     shuffle: bool = _f(False, "falsification control: shuffle w within each trajectory")
     entropy_gate: bool = _f(False, "gate u by teacher entropy: g = clamp(1 - H_T/H0, g_min, 1)")
-    gate_h0: float = _f(4.0, "H0 of the entropy gate (nats)", lo=0.0)
+    gate_h0: float = _f(4.0, "H0 of the entropy gate (nats)", gt=0.0)
     gate_min: float = _f(0.0, "g_min of the entropy gate", lo=0.0, hi=1.0)
 
 
@@ -190,8 +198,8 @@ class SummarizerConfig:
 class OptimConfig:
     lr: float = _f(2e-6, "AdamW learning rate", lo=0.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0)
-    beta1: float = _f(0.9, "AdamW beta1", lo=0.0, hi=1.0)
-    beta2: float = _f(0.999, "AdamW beta2", lo=0.0, hi=1.0)
+    beta1: float = _f(0.9, "AdamW beta1", lo=0.0, lt=1.0)
+    beta2: float = _f(0.999, "AdamW beta2", lo=0.0, lt=1.0)
     grad_clip: float = _f(1.0, "max global grad norm (0 = no clipping)", lo=0.0)
     warmup_steps: int = _f(0, "linear warm-up steps", lo=0)
     schedule: str = _f("constant", "learning-rate schedule after warm-up", ("constant", "cosine", "linear"))
@@ -228,7 +236,7 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    seed: int = _f(0, "seed for task order, sampling and initialisation")
+    seed: int = _f(0, "seed for task order, sampling and initialisation", lo=0, hi=2**63 - 1)
     steps: int = _f(3, "training steps", lo=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -282,6 +290,8 @@ def _coerce(path: str, value: Any, tp: Any, meta: dict) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
     elif tp is str:
         if isinstance(value, bool) and set(meta.get("choices") or ()) >= {"on", "off"}:
             value = "on" if value else "off"  # YAML reads a bare on/off as a boolean
@@ -299,7 +309,11 @@ def _coerce(path: str, value: Any, tp: Any, meta: dict) -> Any:
     choices = meta.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{path}: {value!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
-    lo, hi = meta.get("lo"), meta.get("hi")
+    lo, hi, gt, lt = meta.get("lo"), meta.get("hi"), meta.get("gt"), meta.get("lt")
+    if gt is not None and value <= gt:
+        raise ConfigError(f"{path}: {value!r} must be greater than {gt}")
+    if lt is not None and value >= lt:
+        raise ConfigError(f"{path}: {value!r} must be less than {lt}")
     if lo is not None and value < lo:
         raise ConfigError(f"{path}: {value!r} is below the minimum {lo}")
     if hi is not None and value > hi:
@@ -371,9 +385,15 @@ def preset_path(preset: str) -> Path:
 
 def load_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file (a YAML preset is text)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

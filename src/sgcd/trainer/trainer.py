@@ -13,6 +13,7 @@ finished run.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -25,8 +26,9 @@ import numpy as np
 import torch
 
 from sgcd.trainer import checkpoint as ckpt
+from sgcd.trainer import preflight, rundir
 from sgcd.trainer.config import RunConfig, load_config, save_config, to_dict
-from sgcd.trainer.logging import JsonlLogger, Logger, MultiLogger, StdoutLogger, read_jsonl, truncate_jsonl
+from sgcd.trainer.logging import JsonlLogger, Logger, MultiLogger, StdoutLogger, read_jsonl
 from sgcd.trainer.loop.collect import TaskSampler
 from sgcd.trainer.loop.step import StepContext, StepOutput, run_step
 from sgcd.trainer.progress import Progress
@@ -50,8 +52,17 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        quiet: bool = False,
+        allow_config_change: bool = False,
+    ) -> None:
         self.cfg, self.run_dir, self.resuming, self.quiet = cfg, Path(run_dir), resume, quiet
+        self.allow_config_change = allow_config_change
         self.logger: Logger | None = None
         self.jsonl: JsonlLogger | None = None
 
@@ -59,12 +70,13 @@ class Trainer:
     def setup(self) -> None:
         cfg = self.cfg
         seed_everything(cfg.seed)
-        from sgcd.envs import get_domain
         from sgcd.policy.base import SamplingParams
         from sgcd.rollout import RolloutLimits
 
+        self.domain = preflight.build_domain(
+            cfg
+        )  # a bad env name, option or split fails before the model loads
         self.policy, self.ref_policy, self.model_path = load_models(cfg)
-        self.domain = get_domain(cfg.env.name, seed=cfg.seed, **cfg.env.options)
         train_tasks = self.domain.tasks(cfg.env.train_split)
         self.sampler = TaskSampler(train_tasks, cfg.seed)
         self.optimizer, self.scheduler = make_optimizer(cfg, self.policy.model)
@@ -108,11 +120,12 @@ class Trainer:
         self.logger = MultiLogger(sinks)
 
     # ---- the loop --------------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, state: ckpt.TrainState | None = None) -> dict[str, Any]:
+        """Train to cfg.steps from `state` (a restored checkpoint's, see `restore`) or from step 0."""
         cfg, t_start = self.cfg, time.perf_counter()
-        state = ckpt.TrainState(summarizer_cache=self.summarizer_cache)
-        if self.resuming:
-            state = self._restore()
+        if state is None:
+            state = ckpt.TrainState(summarizer_cache=self.summarizer_cache)
+        state.config_hash, state.config = rundir.config_hash(cfg), rundir.config_dict(cfg)
         self.open_loggers()
         extra = state.extra
         if not self.resuming and cfg.eval.before:
@@ -175,29 +188,63 @@ class Trainer:
                 self.scheduler,
                 self.cfg.checkpoint.keep_last,
                 self.generators(),
+                tokenizer=self.policy.tokenizer,
             )
         except ckpt.CheckpointError as exc:
             raise TrainError(str(exc)) from exc
 
-    def _restore(self) -> ckpt.TrainState:
-        path = ckpt.latest_checkpoint(self.run_dir)
-        if path is None:
+    def restore(self) -> ckpt.TrainState:
+        """Load the newest intact checkpoint (falling back past damaged ones, saying so), check its config, and
+        cut metrics.jsonl back to it."""
+        found = ckpt.list_checkpoints(self.run_dir)
+        if not found:
             raise TrainError(f"{self.run_dir} has no complete checkpoint to resume from")
+        state, errors = None, []
+        for path in reversed(found):
+            try:
+                state = ckpt.load_checkpoint(
+                    path, self.policy.model, self.optimizer, self.scheduler, self.generators()
+                )
+                break
+            except ckpt.CheckpointError as exc:
+                errors.append(str(exc))
+                self._say(f"{exc}; trying the checkpoint before it")
+        if state is None:
+            raise TrainError(
+                errors[0] if len(errors) == 1 else f"no checkpoint of {self.run_dir} can be read: {errors[0]}"
+            )
+        if errors:
+            self._say(f"falling back to {path.name}: the newer checkpoint is damaged")
         try:
-            state = ckpt.load_checkpoint(
-                path, self.policy.model, self.optimizer, self.scheduler, self.generators()
-            )
-        except ckpt.CheckpointError as exc:
+            changed = rundir.check_config(state, self.cfg, path, self.allow_config_change)
+        except rundir.RunDirError as exc:
             raise TrainError(str(exc)) from exc
+        if changed:
+            self._apply_config_change(changed)
         self.sampler.load_state_dict(state.sampler)
-        truncate_jsonl(self.run_dir / "metrics.jsonl", state.metrics_offset)
+        note = rundir.repair_metrics(self.run_dir / "metrics.jsonl", state.metrics_offset)
+        if note:
+            self._say(note)
         (self.run_dir / "summary.json").unlink(missing_ok=True)  # the run is not finished any more
-        if not self.quiet:
-            print(
-                f"resuming {self.run_dir} from {path.name} (step {state.step} of {self.cfg.steps})",
-                flush=True,
-            )
+        self._say(f"resuming {self.run_dir} from {path.name} (step {state.step} of {self.cfg.steps})")
         return state
+
+    def _apply_config_change(self, changed: list[str]) -> None:
+        """--allow-config-change: the edited optimizer settings take effect (the loaded state would keep the old)."""
+        o = self.cfg.optim
+        fresh = make_optimizer(self.cfg, self.policy.model)[1]  # the new schedule's factor function
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+        self.scheduler.base_lrs = [o.lr] * len(self.optimizer.param_groups)
+        self.scheduler.lr_lambdas = fresh.lr_lambdas
+        step = self.scheduler.last_epoch
+        for group, factor in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+            group["lr"] = o.lr * factor(step)
+        self._say(f"continuing with the edited config (changed: {', '.join(changed[:6])})")
+
+    def _say(self, line: str) -> None:
+        if not self.quiet:
+            print(line, flush=True)
 
     # ---- evaluation, samples, final model ---------------------------------------------------------------------
     def _evaluate(self, step: int, when: str, tasks_out: dict[str, float] | None = None) -> dict[str, float]:
@@ -300,33 +347,88 @@ def describe_delta(summary: dict[str, Any]) -> str:
 
 def train(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict[str, Any]:
     """Start a new run in `out` (empty or absent). Fails before touching `out` on a bad model or endpoint."""
+    out = Path(out)
+    preflight.check(cfg, out)
     check_summarizer_endpoint(cfg)
-    trainer = Trainer(cfg, Path(out), quiet=quiet)
+    trainer = Trainer(cfg, out, quiet=quiet)
     try:
         trainer.setup()
     except FileNotFoundError as exc:
         raise TrainError(str(exc).splitlines()[0]) from exc
     try:
-        prepare_run_dir(Path(out))
+        prepare_run_dir(out)
     except FileExistsError as exc:
         raise TrainError(str(exc)) from exc
-    save_config(cfg, Path(out) / "config.yaml")
-    return trainer.run()
+    except OSError as exc:
+        raise TrainError(rundir.os_error_line(exc, f"creating {out}")) from exc
+    with _locked(out):
+        save_config(cfg, out / "config.yaml")
+        return _guarded(trainer.run, out)
 
 
-def resume(run_dir: Path, *, steps: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Continue the run in `run_dir` from its latest checkpoint, with its saved config (optionally more steps)."""
+def resume(
+    run_dir: Path, *, steps: int | None = None, quiet: bool = False, allow_config_change: bool = False
+) -> dict[str, Any]:
+    """Continue the run in `run_dir` from its latest checkpoint, with its saved config (optionally more steps).
+
+    A run killed before its first checkpoint starts over from step 0; a finished run is left as it is (the
+    summary is returned with "already_finished"); config.yaml is rewritten (steps=N) only once the checkpoint
+    has loaded."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
+    if not (run_dir / "config.yaml").is_file():
         raise TrainError(f"{run_dir} is not a run folder (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
-    if steps is not None and steps != cfg.steps:
-        cfg = replace(cfg, steps=steps)
-        save_config(cfg, run_dir / "config.yaml")
-    check_summarizer_endpoint(cfg)
-    trainer = Trainer(cfg, run_dir, resume=True, quiet=quiet)
+    with _locked(run_dir):
+        cfg = load_config(run_dir / "config.yaml")
+        if steps is not None and steps != cfg.steps:
+            cfg = replace(cfg, steps=steps)
+        try:
+            plan = rundir.plan_resume(run_dir, cfg, steps, allow_config_change)
+        except rundir.RunDirError as exc:
+            raise TrainError(str(exc)) from exc
+        if plan.finished:
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+            summary["already_finished"] = True
+            return summary
+        preflight.check(cfg, run_dir)
+        check_summarizer_endpoint(cfg)
+        trainer = Trainer(
+            cfg, run_dir, resume=not plan.restart, quiet=quiet, allow_config_change=allow_config_change
+        )
+        try:
+            trainer.setup()
+        except FileNotFoundError as exc:
+            raise TrainError(str(exc).splitlines()[0]) from exc
+        state = None
+        if plan.restart:
+            rundir.reset_for_restart(run_dir)
+            trainer._say(f"{run_dir} has no checkpoint yet (killed before its first one): starting it over")
+        else:
+            state = _guarded(trainer.restore, run_dir)
+        save_config(cfg, run_dir / "config.yaml")  # only now: the resume is known to work
+        return _guarded(lambda: trainer.run(state), run_dir)
+
+
+class _locked:
+    """Hold the run folder's lock for the life of the run (a second writer gets one line naming our pid)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.lock = rundir.RunLock(run_dir)
+
+    def __enter__(self) -> None:
+        try:
+            self.lock.acquire()
+        except rundir.RunDirError as exc:
+            raise TrainError(str(exc)) from exc
+        except OSError as exc:
+            raise TrainError(rundir.os_error_line(exc, f"locking {self.lock.run_dir}")) from exc
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lock.release()
+
+
+def _guarded(fn: Any, run_dir: Path) -> Any:
+    """Run `fn`; a file-system error while writing the run folder becomes one line (a full disk named so)."""
     try:
-        trainer.setup()
-    except FileNotFoundError as exc:
-        raise TrainError(str(exc).splitlines()[0]) from exc
-    return trainer.run()
+        return fn()
+    except OSError as exc:
+        raise TrainError(rundir.os_error_line(exc, f"writing {run_dir}")) from exc

@@ -8,7 +8,9 @@ Options (make_domain(**options), `sgcd eval --env appworld`; strings are convert
 root (default $APPWORLD_ROOT), python (default $SGCD_APPWORLD_PYTHON, else <checkout>/.venv-appworld/bin/python),
 workers (most worlds open at once; a batched model runner needs one per live episode, so keep it >= the eval
 --batch-size; workers start lazily, ~250 MB each on synthetic data), memory_mb, mode, max_turns, action_timeout_s, appworld_timeout_s, open_timeout_s, max_output_chars,
-tool_apps (function mode: comma-separated apps whose APIs become tools; default all).
+tool_apps (function mode: comma-separated apps whose APIs become tools; default all), sandbox (landlock, the
+default: the kernel confines the process that runs the model's code, see worker.py; audit: only the in-process
+audit hook, for kernels without Landlock, not a security boundary).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class AppWorldConfig:
     open_timeout_s: float = 300.0
     max_output_chars: int = 6000
     tool_apps: str = ""
+    sandbox: str = "landlock"
     seed: int = (
         0  # accepted for the common interface; AppWorld worlds are deterministic (their seed stays 100)
     )
@@ -89,6 +92,8 @@ class AppWorldConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("code", "function"):
             raise ValueError(f"appworld option mode={self.mode!r}: choose code or function")
+        if self.sandbox not in ("landlock", "audit"):
+            raise ValueError(f"appworld option sandbox={self.sandbox!r}: choose landlock or audit")
         if self.workers < 1:
             raise ValueError(f"appworld option workers={self.workers}: must be at least 1")
         names = {f.name for f in dataclasses.fields(EnvLimits)}
@@ -124,7 +129,13 @@ class AppWorldDomain:
     @property
     def pool(self) -> WorkerPool:
         if self._pool is None:
-            self._pool = WorkerPool(self.python, str(self.root), self.config.workers, self.config.memory_mb)
+            self._pool = WorkerPool(
+                self.python,
+                str(self.root),
+                self.config.workers,
+                self.config.memory_mb,
+                sandbox=self.config.sandbox,
+            )
             atexit.register(self._pool.close)
         return self._pool
 

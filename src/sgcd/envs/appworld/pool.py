@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
-_ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "TZ", "APPWORLD_CACHE")
+# The worker's whole environment is built here from nothing (`env -i` style): nothing of the trainer's (API keys,
+# tokens, proxies) is inherited. Only the time zone passes through, since it changes no behaviour of ours.
+_ENV_PASSTHROUGH = ("TZ",)
+_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class WorkerDied(Exception):
@@ -37,6 +40,10 @@ class WorkerDied(Exception):
         super().__init__(reason)
         self.reason = reason
         self.timed_out = timed_out
+
+
+class SandboxUnavailable(RuntimeError):
+    """The worker cannot confine model code on this machine (no Landlock); one line saying what to do."""
 
 
 class WorkerError(Exception):
@@ -50,6 +57,8 @@ class WorkerSpec:
     python: the AppWorld venv's interpreter. data_root: the APPWORLD_ROOT holding data/. scratch: a directory of
     ours used as the worker's APPWORLD_ROOT (data/ symlinked in) so outputs never land in the user's data tree.
     memory_mb: address-space limit of each worker (0 = none). start_timeout_s: importing appworld.
+    sandbox: "landlock" (the kernel confines the process that runs the model's code; the default) or "audit"
+    (only the in-process audit hook, for kernels without Landlock; not a security boundary).
     """
 
     python: str
@@ -57,6 +66,7 @@ class WorkerSpec:
     scratch: str
     memory_mb: int = 8192
     start_timeout_s: float = 120.0
+    sandbox: str = "landlock"
 
 
 class WorkerClient:
@@ -65,8 +75,15 @@ class WorkerClient:
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
         env = {k: os.environ[k] for k in _ENV_PASSTHROUGH if k in os.environ}  # no API keys reach model code
-        env.update(APPWORLD_ROOT=spec.scratch, HOME=spec.scratch, SGCD_APPWORLD_MEMORY_MB=str(spec.memory_mb))
-        env.setdefault("APPWORLD_CACHE", os.path.join(os.path.expanduser("~"), ".appworld"))
+        env.update(
+            PATH=_SAFE_PATH,
+            LANG="C.UTF-8",
+            APPWORLD_ROOT=spec.scratch,
+            APPWORLD_CACHE=os.path.join(spec.scratch, ".appworld"),
+            HOME=spec.scratch,
+            SGCD_APPWORLD_MEMORY_MB=str(spec.memory_mb),
+            SGCD_APPWORLD_SANDBOX=spec.sandbox,
+        )
         self.proc = subprocess.Popen(
             [spec.python, "-I", str(WORKER_SCRIPT)],
             stdin=subprocess.PIPE,
@@ -117,6 +134,8 @@ class WorkerClient:
             hello = self._read(self.spec.start_timeout_s, "start-up")
             if not hello.get("ready"):
                 self.kill()
+                if hello.get("error"):
+                    raise SandboxUnavailable(str(hello["error"]))
                 raise WorkerDied(f"worker {self.pid} sent {hello!r} instead of its ready line")
             self._ready = True
 
@@ -164,11 +183,19 @@ class WorkerPool:
     """
 
     def __init__(
-        self, python: str, data_root: str, max_workers: int = 8, memory_mb: int = 8192, wait_s=120.0
+        self,
+        python: str,
+        data_root: str,
+        max_workers: int = 8,
+        memory_mb: int = 8192,
+        wait_s=120.0,
+        sandbox: str = "landlock",
     ):
         self.scratch = tempfile.mkdtemp(prefix="sgcd-appworld-")
         os.symlink(os.path.join(os.path.abspath(data_root), "data"), os.path.join(self.scratch, "data"))
-        self.spec = WorkerSpec(python=python, data_root=data_root, scratch=self.scratch, memory_mb=memory_mb)
+        self.spec = WorkerSpec(
+            python=python, data_root=data_root, scratch=self.scratch, memory_mb=memory_mb, sandbox=sandbox
+        )
         self.max_workers = max_workers
         self.wait_s = wait_s
         self._idle: list[WorkerClient] = []

@@ -109,6 +109,13 @@ class SGCDRollout:
         extra = self.domain.tasks(self.eval_split) if self.eval_split else []
         self._tasks = {t.task_id: t for t in [*train, *extra]}
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the refill sampler stands (saved in each TRL checkpoint by SGCDGRPOTrainer)."""
+        return {"sampler": self._sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._sampler.load_state_dict(state["sampler"])
+
     def policy(self, trainer: Any) -> Any:
         """The policy rollouts sample with: the live model, served by vLLM when TRL's use_vllm is on, then
         `wrap_policy` (built once per base policy)."""

@@ -28,9 +28,11 @@ That forward needs whole parameters on each rank (DDP, ZeRO-1/2); ZeRO-3 / FSDP 
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -264,6 +266,23 @@ class SGCDGRPOTrainer(GRPOTrainer):
             from sgcd.credit_reference import make_summarizer
 
             self.sgcd_summarizer = make_summarizer(self.sgcd.summarizer, **self.sgcd.summarizer_options)
+
+    ROLLOUT_STATE = "sgcd_rollout.json"  # in each checkpoint-N folder: the refill sampler's position
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save and folder.is_dir():
+            (folder / self.ROLLOUT_STATE).write_text(json.dumps(self.sgcd_rollout.state_dict()))
+
+    def _load_rng_state(self, checkpoint: Any) -> None:
+        """Called by Trainer.train(resume_from_checkpoint=...): the sampler resumes where it stood, too."""
+        super()._load_rng_state(checkpoint)
+        path = Path(checkpoint) / self.ROLLOUT_STATE if checkpoint else None
+        if path is not None and path.is_file():
+            self.sgcd_rollout.load_state_dict(json.loads(path.read_text()))
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         out = super()._generate_and_score_completions(inputs)

@@ -289,7 +289,9 @@ def credit(
     return w_B_T, ahat_B_T, rename(metrics)
 
 
-def ref_sensitivity(delta_B_T: torch.Tensor, pol_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> dict[str, float]:
+def ref_sensitivity(
+    delta_B_T: torch.Tensor, pol_B_T: torch.Tensor, mask_B_T: torch.Tensor
+) -> dict[str, float]:
     """Does the teacher read the reference? Mean of polarity * delta over the action tokens of steps the
     reference marks helpful (+1) or harmful (-1), delta = teacher - student log-prob: positive = the teacher
     raises what the reference backs and lowers what it blames. Uncentred: a teacher that only primes on the
