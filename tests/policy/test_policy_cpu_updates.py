@@ -227,7 +227,7 @@ def test_lora_adapters_train_and_reference_equals_base(fresh, tmp_path):
     assert (tmp_path / "final" / "adapter" / "adapter_config.json").exists()
     merged = HFPolicy.from_pretrained(tmp_path / "final")
     torch.testing.assert_close(merged.score(prefixes, conts).logprobs, trained, atol=1e-5, rtol=0)
-    assert set(merged_state(fresh)) == set(base.state_dict()) - {"lm_head.weight"}  # tied: saved once
+    assert set(merged_state(fresh.model)) == set(base.state_dict()) - {"lm_head.weight"}  # tied: saved once
 
 
 def test_reference_view_without_adapters_swaps_initial_tensors(fresh):

@@ -93,3 +93,22 @@ def test_summary_has_paired_before_after_statistics(tmp_path, coin_overrides):
     assert summary["eval_delta"] == p["after"] - p["before"] and len(summary["eval_delta_ci"]) == 2
     lo, hi = summary["eval_delta_ci"]
     assert lo <= summary["eval_delta"] <= hi and 0.0 <= summary["eval_p"] <= 1.0
+
+
+def test_lora_run_resumes_exactly(tmp_path, coin_overrides):
+    """A LoRA run's checkpoint is a merged HF folder with the adapter beside it; resuming loads the adapter and
+    continues exactly as an uninterrupted run."""
+    from sgcd.trainer.trainer import resume
+
+    extra = ["model.lora_rank=4", "optim.lr=1e-2", "eval.before=false", "checkpoint.every=1"]
+    base = coin_overrides + extra
+    straight = tmp_path / "straight"
+    train(make_config(None, base + ["steps=3"]), straight, quiet=True)
+    short = tmp_path / "short"
+    train(make_config(None, base + ["steps=2"]), short, quiet=True)
+    ckpts = sorted((short / "checkpoints").iterdir())
+    assert (ckpts[-1] / "adapter" / "adapter_model.safetensors").exists()
+    assert load_policy(str(ckpts[-1])).score([[1, 2]], [[3]]).logprobs.shape == (1, 1)  # a policy for eval
+    resume(short, steps=3, quiet=True)
+    a, b = final_weights(straight), final_weights(short)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -9,7 +9,7 @@ summary. Rules:
   the frozen trunk's hidden states (`HFPolicy.trunk_blocks`), so repeated passes over a row run the top only.
 - `lora_rank = r > 0`: peft LoRA on `lora_targets` (module names), dropout 0, the base weights frozen. The
   reference model (teacher=reference, KL) is the same model with adapters disabled (`HFPolicy.reference`).
-- `merged_copy`/`save_trained`: the final model is a merged plain HF folder (what `sgcd eval` loads), and the
+- `save_model_folder` / `save_trained`: the final model and every checkpoint is a merged plain HF folder (what `sgcd eval` loads), and the
   adapter is saved beside it under `adapter/`.
 """
 
@@ -89,24 +89,43 @@ def is_peft(policy: Any) -> bool:
 
 
 def save_trained(policy: Any, folder: Path) -> None:
-    """A plain, merged HF folder at `folder` (+ `folder/adapter` with the LoRA adapter when there is one).
+    """A plain, merged HF folder at `folder` (+ `folder/adapter` with the LoRA adapter when there is one)."""
+    save_model_folder(policy.model, policy.tokenizer, folder)
 
-    The policy keeps training afterwards: the merge is done on a copy of the weights, not in place."""
+
+def save_model_folder(model: Any, tokenizer: Any, folder: Path) -> None:
+    """`model` as a from_pretrained-loadable folder. A peft model is saved merged (adapters folded into a copy
+    of the weights; the live model keeps training) with its adapter beside it in `folder/adapter`."""
     folder = Path(folder)
-    if is_peft(policy):
-        policy.model.save_pretrained(folder / "adapter")
-        merged = merged_state(policy)
-        base = policy.causal_lm()
-        base.save_pretrained(folder, state_dict=merged)
+    if hasattr(model, "disable_adapter"):
+        model.save_pretrained(folder / "adapter")
+        base = model.get_base_model()
+        base.save_pretrained(folder, state_dict=merged_state(model))
     else:
-        policy.model.save_pretrained(folder)
-    policy.tokenizer.save_pretrained(folder)
+        model.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+
+
+def load_adapter(model: Any, folder: Path) -> None:
+    """Load the adapter weights `save_model_folder` wrote into a peft model (resume)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "adapter" / "adapter_model.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no LoRA adapter in {path.parent} (a checkpoint of a run without model.lora_rank?)"
+        )
+    result = set_peft_model_state_dict(model, load_file(str(path)))
+    if getattr(result, "unexpected_keys", None):
+        raise KeyError(f"adapter weights do not match the model (unexpected {result.unexpected_keys[:3]})")
 
 
 @torch.no_grad()
-def merged_state(policy: Any) -> dict[str, torch.Tensor]:
+def merged_state(model: Any) -> dict[str, torch.Tensor]:
     """The base model's state dict with every LoRA delta folded in (W + scale * B @ A), adapters untouched."""
-    base = policy.causal_lm()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     out: dict[str, torch.Tensor] = {}
     for name, module in base.named_modules():
         if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):

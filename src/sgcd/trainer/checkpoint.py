@@ -150,9 +150,9 @@ def _save_weights(model: torch.nn.Module, tokenizer: Any, folder: Path) -> None:
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
         try:
-            model.save_pretrained(folder, safe_serialization=True)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(folder)
+            from sgcd.policy.trainable import save_model_folder
+
+            save_model_folder(model, tokenizer, folder)  # a peft model: merged weights + adapter/
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
@@ -163,6 +163,11 @@ def _save_weights(model: torch.nn.Module, tokenizer: Any, folder: Path) -> None:
 
 
 def _load_weights(model: torch.nn.Module, folder: Path) -> None:
+    if hasattr(model, "disable_adapter"):  # LoRA: the base never trains; the adapter is what resumes
+        from sgcd.policy.trainable import load_adapter
+
+        load_adapter(model, folder)
+        return
     if (folder / "model.pt").exists() and not (folder / "model.safetensors").exists():  # older checkpoints
         model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
         return
