@@ -187,7 +187,9 @@ def evaluate(
 ) -> EvalResult:
     """Run `runner` on every task of `split` (the first `limit`), `trials` times each, and score it.
 
-    Envs go to the runner in batches of `batch_size` (a model runner samples a batch together).
+    Envs go to the runner in batches of `batch_size` (a model runner samples a batch together); a runner with
+    `run_streaming` (PolicyRunner) gets every env at once and keeps `batch_size` episodes in flight, starting the
+    next env as soon as one ends, so a few long episodes never leave the batch nearly empty.
     """
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
@@ -200,6 +202,17 @@ def evaluate(
     records: list[EvalRecord] = []
     episodes: list[Episode] = []
     with _progress(progress, len(jobs), f"{domain.name}/{split}") as advance:
+        stream = getattr(runner, "run_streaming", None)
+        if stream is not None:  # a model runner: every episode queued, batch_size in flight, slots refilled
+            eps = stream(
+                [domain.make_env(task) for _, task in jobs],
+                batch_size,
+                lambda ep: advance(1, int(ep.success)),
+            )
+            for (trial, task), ep in zip(jobs, eps, strict=True):
+                records.append(record_of(task, trial, ep, has_write[task.task_id], horizon[task.task_id]))
+                episodes.append(ep)
+            jobs = []
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             eps = runner.run([domain.make_env(task) for _, task in chunk])
@@ -245,9 +258,14 @@ class _progress:
 
         t0, seen = time.perf_counter(), {"done": 0, "ok": 0}
 
+        every = max(1, self.total // 10)  # about ten lines per evaluation
+
         def advance(n: int, ok: int = 0) -> None:
+            before = seen["done"]
             seen["done"] += n
             seen["ok"] += ok
+            if seen["done"] // every == before // every and seen["done"] != self.total:
+                return
             rate = seen["ok"] / seen["done"] if seen["done"] else 0.0
             line(
                 f"eval {self.label}  {seen['done']}/{self.total} episodes  success {rate:.3f}  "

@@ -39,24 +39,37 @@ def run_episode(policy: Any, env: Any, params: SamplingParams, limits: RolloutLi
 
 
 def run_batch(
-    policy: Any, envs: Sequence[Any], params: SamplingParams, limits: RolloutLimits = RolloutLimits()
+    policy: Any,
+    envs: Sequence[Any],
+    params: SamplingParams,
+    limits: RolloutLimits = RolloutLimits(),
+    on_done: Callable[[int, Any], None] | None = None,
 ) -> list[Trajectory]:
-    """Run fresh single-use envs to the end together; trajectories in the order of `envs`."""
-    return [rec.trajectory() for rec in _run_recorders(policy, envs, params, limits)]
+    """Run fresh single-use envs to the end together; trajectories in the order of `envs`.
+
+    At most `limits.batch_size` episodes are in flight; when one ends, the next env starts in its slot, so a few
+    long episodes never leave the batch nearly empty. on_done(i, recorder) is called as episode i ends."""
+    return [rec.trajectory() for rec in _run_recorders(policy, envs, params, limits, on_done)]
 
 
-def _run_recorders(policy, envs, params, limits) -> list[EpisodeRecorder]:
-    recs = [EpisodeRecorder.start(policy, env) for env in envs]
-    while True:
-        live = [r for r in recs if not _check_budget(r, limits)]
-        if not live:
-            return recs
-        for s in range(0, len(live), limits.batch_size):
-            chunk = live[s : s + limits.batch_size]
-            budgets = [limits.max_tokens - len(r.token_ids) for r in chunk]
-            completions = policy.generate([r.context for r in chunk], _capped(params, max(budgets)))
-            for rec, completion, budget in zip(chunk, completions, budgets):
-                _take_turn(policy, rec, completion, budget, limits)
+def _run_recorders(policy, envs, params, limits, on_done=None) -> list[EpisodeRecorder]:
+    recs: list[EpisodeRecorder | None] = [None] * len(envs)
+    waiting, live = list(range(len(envs))), []
+    while waiting or live:
+        while waiting and len(live) < limits.batch_size:  # start the next envs (reset) as slots free up
+            i = waiting.pop(0)
+            recs[i] = EpisodeRecorder.start(policy, envs[i])
+            live.append(i)
+        chunk = [recs[i] for i in live]
+        budgets = [limits.max_tokens - len(r.token_ids) for r in chunk]
+        completions = policy.generate([r.context for r in chunk], _capped(params, max(budgets)))
+        for rec, completion, budget in zip(chunk, completions, budgets):
+            _take_turn(policy, rec, completion, budget, limits)
+        for i in [i for i in live if _check_budget(recs[i], limits)]:
+            live.remove(i)
+            if on_done is not None:
+                on_done(i, recs[i])
+    return recs  # type: ignore[return-value]
 
 
 def _check_budget(rec: EpisodeRecorder, limits: RolloutLimits) -> bool:

@@ -6,7 +6,7 @@ advances all envs together with `run_batch` and returns their text-level Episode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sgcd.policy.base import SamplingParams
@@ -41,3 +41,10 @@ class PolicyRunner:
 
     def run(self, envs: list[Any]) -> list[Episode]:
         return [t.episode for t in run_batch(self.policy, envs, self.sampling, self.limits)]
+
+    def run_streaming(self, envs: list[Any], batch_size: int, on_episode: Any = None) -> list[Episode]:
+        """All envs with at most `batch_size` in flight (a slot is refilled as soon as an episode ends);
+        on_episode(episode) as each ends (evaluation's progress)."""
+        limits = replace(self.limits, batch_size=batch_size)
+        done = None if on_episode is None else (lambda i, rec: on_episode(rec.episode()))
+        return [t.episode for t in run_batch(self.policy, envs, self.sampling, limits, done)]
