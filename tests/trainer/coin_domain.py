@@ -70,6 +70,8 @@ def register() -> None:
 FAST = [
     "model.name=tiny",
     "model.sft_warmstart=off",
+    "model.autocast=none",
+    "model.train_layers=0",
     f"env.name={NAME}",
     "env.eval_split=test",
     "sampling.group_size=4",

@@ -61,13 +61,13 @@ class ModelConfig:
         ("float32", "bfloat16", "float16"),
     )
     autocast: str = _f(
-        "none",
+        "bfloat16",
         "low-precision compute for the transformer body (torch.autocast; bfloat16 uses the CPU's AMX where "
         "present); parameters, optimizer state, the output head and every log-softmax stay float32",
         ("none", "bfloat16", "float16"),
     )
     train_layers: int = _f(
-        0,
+        4,
         "train only the top K decoder blocks and the final norm (0 = every block); the frozen trunk's "
         "hidden states are computed once per row and reused",
         lo=0,
@@ -109,17 +109,17 @@ class EnvConfig:
 class SamplingConfig:
     group_size: int = _f(4, "G: sibling rollouts per task", lo=2)
     groups_per_step: int = _f(
-        1, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
+        2, "mixed groups wanted per step (dynamic sampling stops when it has them)", lo=1
     )
-    tasks_per_round: int = _f(2, "tasks rolled out per sampling round", lo=1)
+    tasks_per_round: int = _f(4, "tasks rolled out per sampling round", lo=1)
     max_sampling_rounds: int = _f(
         2, "sampling rounds before training on whatever mixed groups were found", lo=1
     )
     temperature: float = _f(0.7, "sampling temperature for training rollouts", lo=0.0)
     top_p: float = _f(1.0, "nucleus sampling p", gt=0.0, hi=1.0)
     max_new_tokens: int = _f(64, "max tokens per assistant turn", lo=1)
-    max_turns: int = _f(3, "max assistant turns per episode", lo=1)
-    max_tokens: int = _f(384, "max trajectory tokens (after the prompt) per episode", lo=16)
+    max_turns: int = _f(10, "max assistant turns per episode", lo=1)
+    max_tokens: int = _f(768, "max trajectory tokens (after the prompt) per episode", lo=16)
 
 
 @dataclass
@@ -196,7 +196,7 @@ class SummarizerConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = _f(2e-6, "AdamW learning rate", lo=0.0)
+    lr: float = _f(3e-5, "AdamW learning rate", lo=0.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0)
     beta1: float = _f(0.9, "AdamW beta1", lo=0.0, lt=1.0)
     beta2: float = _f(0.999, "AdamW beta2", lo=0.0, lt=1.0)
@@ -220,15 +220,15 @@ class LoggingConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = _f(2, "checkpoint every N steps (0 = only at the end)", lo=0)
+    every: int = _f(4, "checkpoint every N steps (0 = only at the end)", lo=0)
     keep_last: int = _f(2, "checkpoints kept", lo=1)
 
 
 @dataclass
 class EvalConfig:
-    every: int = _f(0, "held-out evaluation every N steps (0 = only before and after)", lo=0)
+    every: int = _f(5, "held-out evaluation every N steps (0 = only before and after)", lo=0)
     trials: int = _f(1, "trials per task", lo=1)
-    limit: int = _f(6, "evaluate only the first N held-out tasks (0 = all)", lo=0)
+    limit: int = _f(100, "evaluate only the first N held-out tasks (0 = all)", lo=0)
     before: bool = _f(True, "evaluate before the first step")
     temperature: float = _f(0.0, "evaluation temperature (0 = greedy)", lo=0.0)
     batch_size: int = _f(32, "episodes advanced together in one batched generate call", lo=1)
@@ -237,7 +237,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     seed: int = _f(0, "seed for task order, sampling and initialisation", lo=0, hi=2**63 - 1)
-    steps: int = _f(3, "training steps", lo=0)
+    steps: int = _f(10, "training steps", lo=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
