@@ -35,7 +35,7 @@ PHASES = ("reference", "old_logprobs", "teacher", "credit", "update")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--preset", default="smoke", help="configs/<name>.yaml or a YAML path (default: smoke)")
+    p.add_argument("--preset", default="smoke", help="a packaged preset name or a YAML path (default: smoke)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--repeats", type=int, default=3, help="post-rollout repetitions per algorithm (median)")
     p.add_argument("--device", default=None, help="override model.device (e.g. cuda)")

@@ -298,11 +298,14 @@ class HFPolicy(ChatCodec):
         grad: bool = False,
         select: list[Any] | None = None,
         share_prefix: bool | None = None,
+        pad_to: int | None = None,
     ) -> ScoreOutput:
         """log p(continuation_t | prefix, continuation_<t) per token, right-padded to (B, T_max).
 
         select: per row, booleans over its continuation: only those positions are scored (the rest are 0 and
         False in `mask`). share_prefix: reuse a shared prompt prefix's keys/values (default: when not grad).
+        pad_to: pad every row to this many tokens (prefix + continuation), so passes that group rows differently
+        run the same shapes (low-precision kernels round differently for different shapes).
         """
         if len(prefixes) != len(continuations):
             raise ValueError(f"score: {len(prefixes)} prefixes but {len(continuations)} continuations")
@@ -318,15 +321,17 @@ class HFPolicy(ChatCodec):
                 "score: share_prefix needs grad=False (the prefix's keys/values carry no gradient)"
             )
         with torch.set_grad_enabled(grad):
-            return self._score(prefixes, continuations, topk, with_entropy, grad, select, share)
+            return self._score(prefixes, continuations, topk, with_entropy, grad, select, share, pad_to)
 
-    def _score(self, prefixes, continuations, topk, with_entropy, grad, select, share) -> ScoreOutput:
+    def _score(
+        self, prefixes, continuations, topk, with_entropy, grad, select, share, pad_to=None
+    ) -> ScoreOutput:
         dev, B = self.device, len(prefixes)
         P = self._shared_prefix_len(prefixes) if share else 0
         entry = self._prefix_entry(list(prefixes[0][:P])) if P else None
         P = P if entry is not None else 0
         T = max((len(c) for c in continuations), default=0)
-        L = max(len(p) + len(c) for p, c in zip(prefixes, continuations)) - P
+        L = max([len(p) + len(c) for p, c in zip(prefixes, continuations)] + [pad_to or 0]) - P
         ids_B_L = torch.full((B, L), self.pad_id, dtype=torch.long)
         attn_B_L = torch.zeros((B, L), dtype=torch.long)
         tgt_B_T = torch.full((B, T), self.pad_id, dtype=torch.long)

@@ -226,7 +226,9 @@ class CheckpointConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = _f(5, "held-out evaluation every N steps (0 = only before and after)", lo=0)
+    every: int = _f(
+        0, "held-out evaluation every N steps for the learning curve (0 = only before and after)", lo=0
+    )
     trials: int = _f(1, "trials per task", lo=1)
     limit: int = _f(100, "evaluate only the first N held-out tasks (0 = all)", lo=0)
     before: bool = _f(True, "evaluate before the first step")
@@ -237,7 +239,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     seed: int = _f(0, "seed for task order, sampling and initialisation", lo=0, hi=2**63 - 1)
-    steps: int = _f(10, "training steps", lo=0)
+    steps: int = _f(6, "training steps", lo=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

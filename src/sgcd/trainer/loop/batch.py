@@ -40,6 +40,11 @@ class TokenBatch:
         return int(self.action_mask_B_T.shape[1])
 
     @property
+    def row_len(self) -> int:
+        """The longest row (prompt + trajectory): old and update passes pad to it, so their shapes agree."""
+        return max((len(p) + len(c) for p, c in zip(self.prefixes, self.continuations)), default=0)
+
+    @property
     def select(self) -> list[tuple[bool, ...]]:
         """Per row, the positions any training pass scores: the action tokens (nothing else needs log-probs)."""
         return [tuple(bool(m) for m in t.action_mask) for t in self.trajectories]
@@ -103,9 +108,12 @@ def score_rows(
     grad: bool = False,
     select: list[Any] | None = None,
     share_prefix: bool | None = None,
+    pad_to: int | None = None,
 ) -> Scores:
     """One `policy.score` call over these rows, padded to T columns (on the policy's device)."""
     kw: dict[str, Any] = {"topk": topk, "with_entropy": with_entropy, "grad": grad}
+    if pad_to is not None:
+        kw["pad_to"] = pad_to
     if select is not None:
         kw["select"] = select
     if share_prefix is not None:
@@ -131,6 +139,7 @@ def score_batch(
     with_entropy: bool = False,
     select: list[Any] | None = None,
     share_prefix: bool | None = None,
+    pad_to: int | None = None,
 ) -> Scores:
     """Score all rows without gradient, `micro` rows per forward; results on CPU, (B, T).
 
@@ -146,6 +155,7 @@ def score_batch(
             with_entropy=with_entropy,
             select=None if select is None else select[s : s + micro],
             share_prefix=share_prefix,
+            pad_to=pad_to,
         )
         parts.append(sc)
 

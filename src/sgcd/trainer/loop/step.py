@@ -155,7 +155,7 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
         "old_logprobs"
     ):  # the update's own numerical path (no shared prefix), so the ratio starts at 1
         old = score_batch(ctx.policy, batch.prefixes, batch.continuations, batch.T, micro, with_entropy=True,
-                          select=batch.select, share_prefix=False)  # fmt: skip
+                          select=batch.select, share_prefix=False, pad_to=batch.row_len)  # fmt: skip
     teacher = None
     if cfg.algorithm.name != "grpo":
         with timer("teacher"):
@@ -364,6 +364,7 @@ def update(
                     grad=True,
                     select=[batch.select[i] for i in rows.tolist()],
                     share_prefix=False,
+                    pad_to=batch.row_len,
                 )
                 mask_b = batch.action_mask_B_T.index_select(0, rows).to(dev)
                 kwargs = {
