@@ -61,9 +61,9 @@ class ModelConfig:
         ("float32", "bfloat16", "float16"),
     )
     autocast: str = _f(
-        "bfloat16",
-        "low-precision compute for the transformer body (torch.autocast; bfloat16 uses the CPU's AMX where "
-        "present); parameters, optimizer state, the output head and every log-softmax stay float32",
+        "none",
+        "low-precision compute for the transformer body of the training passes (torch.autocast; for GPUs and "
+        "CPUs with AMX / avx512_bf16: on AVX-512 alone bf16 was slower than float32, see docs/training.md); parameters, optimizer state, the output head and every log-softmax stay float32",
         ("none", "bfloat16", "float16"),
     )
     train_layers: int = _f(
