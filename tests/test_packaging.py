@@ -32,6 +32,7 @@ PROVIDERS = {
     "openai": "openai",
     "matplotlib": "matplotlib",
     "filelock": "filelock",
+    "safetensors": "safetensors",
     "jinja2": "jinja2",
     "huggingface_hub": "huggingface-hub",
     "trl": "trl",

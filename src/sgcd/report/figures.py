@@ -44,11 +44,7 @@ HEADLINES: dict[str, list[str]] = {
         "credit/agree",
     ],
     # signal vs numerical noise: the teacher's signed move on steps the reference marks, next to the floor
-    "does the teacher read the reference": [
-        "credit/ref_sensitivity",
-        "credit/noise_floor_std",
-        "credit/w_std",
-    ],
+    "does the teacher read the reference": ["credit/ref_sensitivity", "credit/noise_floor_std"],
 }
 CREDIT_BANDS = [("credit/w_p1", "credit/w_p99"), ("credit/w_p5", "credit/w_p95")]
 
