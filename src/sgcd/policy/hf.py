@@ -42,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
 from sgcd.policy.chat import ChatCodec
 from sgcd.policy.kvcache import Entry, SessionStore, batch_cache, reservable, reserve_cache, row_entry
+from sgcd.policy.trainable import has_adapters
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTOCAST = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -137,7 +138,7 @@ class HFPolicy(ChatCodec):
         trained tensors swapped for the values `keep_reference` saved. One model in memory, never a copy."""
         prev, self._tag = self._tag, "reference"
         try:
-            if hasattr(self.model, "disable_adapter"):
+            if has_adapters(self.model):
                 with self.model.disable_adapter():
                     yield self
             elif self._initial is not None:
@@ -159,7 +160,7 @@ class HFPolicy(ChatCodec):
 
     def keep_reference(self) -> None:
         """Save the initial values of the trainable tensors (without adapters, the reference needs them)."""
-        if not hasattr(self.model, "disable_adapter"):
+        if not has_adapters(self.model):
             self._initial = {
                 n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad
             }

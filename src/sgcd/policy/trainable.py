@@ -84,8 +84,9 @@ def make_trainable(
             "model/trunk_blocks": float(policy.trunk_blocks)}  # fmt: skip
 
 
-def is_peft(policy: Any) -> bool:
-    return hasattr(policy.model, "disable_adapter")
+def has_adapters(model: Any) -> bool:
+    """True for a peft model (adapters that can be disabled): the one test every caller uses."""
+    return hasattr(model, "disable_adapter")
 
 
 def save_trained(policy: Any, folder: Path) -> None:
@@ -97,7 +98,7 @@ def save_model_folder(model: Any, tokenizer: Any, folder: Path) -> None:
     """`model` as a from_pretrained-loadable folder. A peft model is saved merged (adapters folded into a copy
     of the weights; the live model keeps training) with its adapter beside it in `folder/adapter`."""
     folder = Path(folder)
-    if hasattr(model, "disable_adapter"):
+    if has_adapters(model):
         model.save_pretrained(folder / "adapter")
         base = model.get_base_model()
         base.save_pretrained(folder, state_dict=merged_state(model))

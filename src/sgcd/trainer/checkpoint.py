@@ -163,9 +163,9 @@ def _save_weights(model: torch.nn.Module, tokenizer: Any, folder: Path) -> None:
 
 
 def _load_weights(model: torch.nn.Module, folder: Path) -> None:
-    if hasattr(model, "disable_adapter"):  # LoRA: the base never trains; the adapter is what resumes
-        from sgcd.policy.trainable import load_adapter
+    from sgcd.policy.trainable import has_adapters, load_adapter
 
+    if has_adapters(model):  # LoRA: the base never trains; the adapter is what resumes
         load_adapter(model, folder)
         return
     if (folder / "model.pt").exists() and not (folder / "model.safetensors").exists():  # older checkpoints
