@@ -71,3 +71,87 @@ def test_bench_step_times_the_update_against_plain_fp32(coin_overrides):
     assert u["configured"]["update_s"] > 0 and u["plain_fp32_full"]["update_s"] > 0
     assert result["per_token_speedup"] == u["plain_fp32_full"]["update_s"] / u["configured"]["update_s"]
     assert result["peak_rss_gb"] > 0
+
+
+def _study_args(tmp_path, out, coin_overrides, *extra):
+    overrides = [o for o in coin_overrides if not o.startswith("env.name=")]
+    # a module:factory name, so that the `sgcd train` child processes of --jobs 2 build the same domain
+    return [
+        "compare",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        *extra,
+        *overrides,
+        "env.name=trainer.coin_domain:make_domain",
+        "steps=2",
+        "eval.every=0",
+        "checkpoint.every=1",
+    ]
+
+
+def test_compare_jobs_shares_one_before_evaluation_and_resumes(tmp_path, capsys, coin_overrides, monkeypatch):
+    import os
+    from pathlib import Path
+
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    monkeypatch.syspath_prepend(tests_dir)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "study"
+    args = _study_args(tmp_path, out, coin_overrides, "--algorithms", "grpo,sgcd-shuffle", "--seeds", "0,1")
+    args.insert(1, "--jobs")
+    args.insert(2, "2")
+    assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "2 at a time" in printed and "evaluating the starting policy once" in printed
+    result = json.loads((out / "compare.json").read_text())
+    assert sorted((r["algorithm"], r["seed"]) for r in result["runs"]) == [
+        ("grpo", 0),
+        ("grpo", 1),
+        ("sgcd-shuffle", 0),
+        ("sgcd-shuffle", 1),
+    ]
+    assert result["missing"] == [] and result["failures"] == {}
+    before = json.loads((out / "eval_before.json").read_text())
+    for r in result["runs"]:
+        summary = json.loads(Path(r["summary"]).read_text())
+        # every run reports the one shared evaluation, task by task, and its own after-evaluation per task
+        assert summary["eval_before"] == before["metrics"] and summary["eval_before_tasks"] == before["tasks"]
+        assert set(summary["eval_after_tasks"]) == set(before["tasks"])
+    import yaml
+
+    shuffled = yaml.safe_load((out / "sgcd-shuffle-s0" / "config.yaml").read_text())
+    plain = yaml.safe_load((out / "grpo-s0" / "config.yaml").read_text())
+    assert shuffled["credit"]["shuffle"] is True and shuffled["algorithm"]["name"] == "sgcd"
+    assert plain["credit"]["shuffle"] is False and plain["algorithm"]["name"] == "grpo"
+
+    # another study into the same folder is refused (it would mix two studies), naming what differs
+    assert main(_study_args(tmp_path, out, coin_overrides, "--algorithms", "grpo", "--seeds", "0,1")) == 2
+    assert "already holds a different study (algorithms=['grpo', 'sgcd-shuffle'])" in capsys.readouterr().err
+    # --resume continues the recorded study and redoes nothing that finished
+    stamps = {r["summary"]: Path(r["summary"]).stat().st_mtime_ns for r in result["runs"]}
+    (out / "sgcd-shuffle-s1" / "summary.json").unlink()  # as if that run had been killed after its checkpoint
+    assert main(["compare", "--out", str(out), "--resume", "--jobs", "2"]) == 0
+    for path, stamp in stamps.items():
+        if "sgcd-shuffle-s1" not in path:
+            assert Path(path).stat().st_mtime_ns == stamp
+    assert (out / "sgcd-shuffle-s1" / "summary.json").is_file()
+    assert "sgcd-shuffle-s1: resuming from its last checkpoint" in capsys.readouterr().out
+    # resuming with a different request names the difference
+    assert main(["compare", "--out", str(out), "--resume", "--seeds", "0"]) == 2
+    assert "differs in seeds" in capsys.readouterr().err
+
+
+def test_before_file_from_other_settings_is_refused(tmp_path, capsys, coin_overrides):
+    out = tmp_path / "study"
+    assert main(_study_args(tmp_path, out, coin_overrides, "--algorithms", "grpo", "--seeds", "0")) == 0
+    capsys.readouterr()
+    other = tmp_path / "other"
+    args = _study_args(tmp_path, other, coin_overrides, "--algorithms", "grpo", "--seeds", "0")
+    args += [f"eval.before_file={out / 'eval_before.json'}", "eval.limit=1"]
+    assert main(args) == 2
+    printed = capsys.readouterr()
+    assert "grpo-s0 failed: TrainError: eval.before_file" in printed.out
+    assert "was made with different eval; delete it or unset it" in printed.out
+    assert "1 run(s) failed: grpo-s0" in printed.err

@@ -38,7 +38,7 @@ def test_default_warm_start_is_the_measured_sft_budget():
     )
 
 
-@pytest.mark.parametrize("preset", ["smoke", "default", "compare-small"])
+@pytest.mark.parametrize("preset", ["smoke", "default", "compare-small", "compare"])
 def test_presets_load(preset):
     cfg = make_config(preset)
     assert isinstance(cfg, RunConfig)

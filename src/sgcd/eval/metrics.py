@@ -35,6 +35,7 @@ def episode_health(episodes: Sequence[Episode]) -> dict[str, float]:
 
     calls_per_episode   mean tool calls per episode
     write_share         share of episodes with at least one successful state-changing call
+    writes_per_episode  mean successful state-changing calls per episode
     tool_error_rate     failed calls / all calls
     format_error_rate   malformed turns (markup, JSON, over-long) / all turns
     answer_only_share   share of episodes with no tool call at all
@@ -43,7 +44,7 @@ def episode_health(episodes: Sequence[Episode]) -> dict[str, float]:
     """
     keys = ("calls_per_episode", "write_share", "tool_error_rate", "format_error_rate", "answer_only_share")
     if not episodes:
-        return dict.fromkeys((*keys, "final_answer_share", "turns_mean"), 0.0)
+        return dict.fromkeys((*keys, "writes_per_episode", "final_answer_share", "turns_mean"), 0.0)
     rows = [episode_counts(ep) for ep in episodes]
     n = len(rows)
     calls = sum(r["calls"] for r in rows)
@@ -51,6 +52,7 @@ def episode_health(episodes: Sequence[Episode]) -> dict[str, float]:
     return {
         "calls_per_episode": calls / n,
         "write_share": sum(1 for r in rows if r["writes"] > 0) / n,
+        "writes_per_episode": sum(r["writes"] for r in rows) / n,
         "tool_error_rate": sum(r["tool_errors"] for r in rows) / calls if calls else 0.0,
         "format_error_rate": sum(r["format_errors"] for r in rows) / turns if turns else 0.0,
         "answer_only_share": sum(1 for r in rows if r["calls"] == 0) / n,

@@ -1,20 +1,24 @@
-"""Matched comparisons: the same preset, tasks, seeds and budget, one run per (algorithm, seed), then a table
-and learning curves.
+"""Matched comparisons: the same preset, tasks, seeds and budget, one run per (arm, seed), then a table and
+learning curves. An arm is an algorithm name or a named variant (ARM_VARIANTS: `sgcd-shuffle`, the control).
 
-DIR/<algorithm>-s<seed>/   one ordinary run folder each (resumable: a finished run is reused, a run with a
-                           checkpoint is resumed)
-DIR/compare.json           per-run paths and figures, per-algorithm aggregates (the HTML page reads this)
+DIR/study.json             what the study is (arms, seeds, preset, overrides); `--resume` continues from it
+DIR/eval_before.json       the starting policy's held-out evaluation, made once and reused by every run
+DIR/<arm>-s<seed>/         one ordinary run folder each (a finished run is reused, a killed one resumed)
+DIR/logs/, DIR/configs/    with --jobs > 1: each run's output and the config it was started with
+DIR/compare.json           per-run paths and figures, per-arm aggregates, missing and failed runs
 DIR/compare.md             the table in Markdown
 DIR/curves.png             held-out success and training success per step, mean over seeds (shaded min-max)
 
 Table columns, from each run's final held-out evaluation (`summary.json` eval_after): success mean and spread
 (sample std over seeds, and min-max), the state-changing-call rate, the share of answer-only episodes and the
-tool-error rate, as reported by `sgcd.eval`. The health keys are looked up by name, see HEALTH_KEYS.
+tool-error rate, as reported by `sgcd.eval`. The health keys are looked up by name, see HEALTH_KEYS. The
+study's statistics (CIs over seeds, paired tests, verdicts) are sgcd.report's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -32,42 +36,222 @@ HEALTH_KEYS = {
 }
 
 
+# Arms beyond the algorithm names: label -> (algorithm, dotted overrides). `sgcd-shuffle` is the falsification
+# control: SGCD with each trajectory's weights shuffled (same distribution, no position information).
+ARM_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sgcd-shuffle": ("sgcd", {"credit.shuffle": True}),
+}
+
+
+class CompareError(ValueError):
+    """A study that cannot start or continue; the message is one line."""
+
+
+def arm_names() -> list[str]:
+    from sgcd.trainer.config import ALGORITHMS
+
+    return [*ALGORITHMS, *ARM_VARIANTS]
+
+
 def run_name(algorithm: str, seed: int) -> str:
     return f"{algorithm}-s{seed}"
 
 
+def arm_config(base: RunConfig, arm: str, seed: int) -> RunConfig:
+    """The run config of one (arm, seed): the base with algorithm.name, seed and the arm's overrides."""
+    algo, overrides = ARM_VARIANTS.get(arm, (arm, {}))
+    cfg = replace(base, seed=seed, algorithm=replace(base.algorithm, name=algo))
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{key: value})})
+    return cfg
+
+
 def plan(base: RunConfig, algorithms: list[str], seeds: list[int]) -> list[tuple[str, int, RunConfig]]:
-    """Matched configs: only algorithm.name and seed differ between runs."""
+    """Matched configs: only the arm (algorithm.name and the arm's overrides) and the seed differ between runs."""
     return [
-        (a, s, replace(base, seed=s, algorithm=replace(base.algorithm, name=a)))
-        for a in algorithms
-        for s in seeds
-    ]
+        (a, s, arm_config(base, a, s)) for s in seeds for a in algorithms
+    ]  # seed-major: a cut study stays balanced
 
 
-def run_all(base: RunConfig, algorithms: list[str], seeds: list[int], out: Path, quiet: bool = True) -> dict:
-    from sgcd.trainer.trainer import resume, train
+def study_spec(algorithms: list[str], seeds: list[int], preset: str, overrides: list[str]) -> dict[str, Any]:
+    return {"algorithms": algorithms, "seeds": seeds, "preset": preset, "overrides": list(overrides)}
 
+
+def open_study(out: Path, spec: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """DIR/study.json records what the study is. The same request again continues it (finished runs are kept,
+    killed ones resumed); `--resume` continues it with the recorded arms, seeds, preset and overrides; a
+    different request for a folder that holds a study is refused, naming what differs."""
+    path = Path(out) / "study.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        differ = sorted(k for k in spec if spec[k] != saved.get(k))
+        if differ and not resume:
+            raise CompareError(
+                f"{out} already holds a different study ({', '.join(f'{k}={saved.get(k)}' for k in differ)}); "
+                "add --resume to continue it as recorded, or choose another --out"
+            )
+        return saved
+    if resume:
+        raise CompareError(f"--resume: {out} holds no study (no study.json); start it without --resume")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_atomic_text(path, json.dumps(spec, indent=2) + "\n")
+    return spec
+
+
+def run_all(
+    base: RunConfig,
+    algorithms: list[str],
+    seeds: list[int],
+    out: Path,
+    quiet: bool = True,
+    jobs: int = 1,
+    command: str = "",
+) -> dict:
+    """Train every (arm, seed) run not finished yet, then write the table, curves and compare.json.
+
+    The before-training evaluation is made once (all arms start from the same weights) into
+    DIR/eval_before.json and reused by every run. jobs > 1 runs that many `sgcd train` processes at once, the
+    CPU threads split between them; their output goes to DIR/logs/<run>.log. A failed run is reported and the
+    others go on; finished runs are reused and killed ones resumed, so re-running continues the study."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if base.eval.before and not base.eval.before_file:
+        base = replace(base, eval=replace(base.eval, before_file=str(out.resolve() / "eval_before.json")))
+    todo = plan(base, algorithms, seeds)
+    if base.eval.before and not Path(base.eval.before_file).is_file() and jobs > 1:
+        _evaluate_before(todo[0][2], out, quiet)  # once, with every thread, before the runs split them
+    failures: dict[str, str] = {}
+    if jobs <= 1:
+        for algo, seed, cfg in todo:
+            try:
+                _run_in_process(cfg, out / run_name(algo, seed), quiet)
+            except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others
+                failures[run_name(algo, seed)] = f"{type(exc).__name__}: {exc}"
+                print(
+                    f"[compare] {run_name(algo, seed)} failed: {failures[run_name(algo, seed)]}", flush=True
+                )
+            _write(out, _records(out, todo), algorithms, seeds, failures, command)
+    else:
+        failures = _run_in_processes(
+            todo, out, jobs, lambda: _write(out, _records(out, todo), algorithms, seeds, {}, command)
+        )
+    return _write(out, _records(out, todo), algorithms, seeds, failures, command)
+
+
+def _records(out: Path, todo: list[tuple[str, int, RunConfig]]) -> list[dict]:
     runs = []
-    for algo, seed, cfg in plan(base, algorithms, seeds):
+    for algo, seed, _ in todo:
         run_dir = out / run_name(algo, seed)
         summary_path = run_dir / "summary.json"
-        if summary_path.exists():
-            summary = json.loads(summary_path.read_text())
-        elif run_dir.exists() and latest_checkpoint(run_dir) is not None:
-            summary = resume(run_dir, quiet=quiet)
-        else:
-            if run_dir.exists():  # a run killed before its first checkpoint: start it again
-                import shutil
+        if summary_path.is_file():
+            runs.append(_run_record(algo, seed, run_dir, json.loads(summary_path.read_text())))
+    return runs
 
-                shutil.rmtree(run_dir)
-            print(f"[compare] {run_name(algo, seed)} ...", flush=True)
-            summary = train(cfg, run_dir, quiet=quiet)
-        runs.append(_run_record(algo, seed, run_dir, summary))
-        _write(out, runs, algorithms, seeds)  # after each run, so a partial comparison is readable
-    return _write(out, runs, algorithms, seeds)
+
+def _evaluate_before(cfg: RunConfig, out: Path, quiet: bool) -> None:
+    import shutil
+
+    from sgcd.trainer.trainer import Trainer
+
+    scratch = out / ".eval_before"
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(f"[compare] evaluating the starting policy once -> {cfg.eval.before_file}", flush=True)
+    trainer = Trainer(cfg, scratch, quiet=quiet)
+    trainer.setup()
+    trainer.evaluate_before({})
+    del trainer
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_in_process(cfg: RunConfig, run_dir: Path, quiet: bool) -> dict:
+    from sgcd.trainer.trainer import resume, train
+
+    if (run_dir / "summary.json").is_file():
+        return json.loads((run_dir / "summary.json").read_text())
+    if run_dir.exists() and latest_checkpoint(run_dir) is not None:
+        print(f"[compare] {run_dir.name}: resuming", flush=True)
+        return resume(run_dir, quiet=quiet)
+    if run_dir.exists():  # a run killed before its first checkpoint: start it again
+        import shutil
+
+        shutil.rmtree(run_dir)
+    print(f"[compare] {run_dir.name} ...", flush=True)
+    return train(cfg, run_dir, quiet=quiet)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _run_in_processes(
+    todo: list[tuple[str, int, RunConfig]], out: Path, jobs: int, on_finish: Any
+) -> dict[str, str]:
+    """Run the unfinished runs as `python -m sgcd train` processes, `jobs` at a time, each with
+    cores // jobs threads (OMP/MKL_NUM_THREADS, which torch reads at start-up)."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from sgcd.trainer.config import save_config
+
+    threads = max(1, _cores() // jobs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    (out / "logs").mkdir(exist_ok=True)
+    (out / "configs").mkdir(exist_ok=True)
+    queue = []
+    for algo, seed, cfg in todo:
+        name, run_dir = run_name(algo, seed), out / run_name(algo, seed)
+        if (run_dir / "summary.json").is_file():
+            continue
+        if run_dir.exists() and latest_checkpoint(run_dir) is not None:
+            args = ["--resume", str(run_dir)]
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first checkpoint: start again
+            save_config(cfg, out / "configs" / f"{name}.yaml")
+            args = ["--preset", str(out / "configs" / f"{name}.yaml"), "--out", str(run_dir)]
+        queue.append((name, [sys.executable, "-m", "sgcd", "train", "--quiet", *args]))
+        if args[0] == "--resume":
+            print(f"[compare] {name}: resuming from its last checkpoint", flush=True)
+    print(f"[compare] {len(queue)} runs to do, {jobs} at a time, {threads} thread(s) each", flush=True)
+    running: dict[str, tuple[Any, Any, float]] = {}
+    failures: dict[str, str] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                name, cmd = queue.pop(0)
+                log = open(out / "logs" / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115
+                running[name] = (
+                    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                    log,
+                    time.time(),
+                )
+                print(f"[compare] {name} started (log: {out / 'logs' / (name + '.log')})", flush=True)
+            time.sleep(2.0)
+            for name, (proc, log, t0) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[name]
+                if proc.returncode == 0:
+                    print(f"[compare] {name} finished in {time.time() - t0:.0f} s", flush=True)
+                else:
+                    failures[name] = f"exit {proc.returncode}; see {out / 'logs' / (name + '.log')}"
+                    print(f"[compare] {name} failed: {failures[name]}", flush=True)
+                on_finish()
+    finally:
+        for proc, log, _ in running.values():  # interrupted: stop the children, they resume next time
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+    return failures
 
 
 def _pick(metrics: dict[str, Any], names: tuple[str, ...]) -> float | None:
@@ -141,11 +325,22 @@ def table_markdown(agg: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(out: Path, runs: list[dict], algorithms: list[str], seeds: list[int]) -> dict:
+def _write(
+    out: Path,
+    runs: list[dict],
+    algorithms: list[str],
+    seeds: list[int],
+    failures: dict[str, str] | None = None,
+    command: str = "",
+) -> dict:
     agg = aggregate(runs, algorithms)
+    done = {run_name(r["algorithm"], r["seed"]) for r in runs}
     result = {
+        "command": command,
         "algorithms": algorithms,
         "seeds": seeds,
+        "missing": [run_name(a, s) for a in algorithms for s in seeds if run_name(a, s) not in done],
+        "failures": failures or {},
         "runs": runs,
         "aggregate": agg,
         "table": str(out / "compare.md"),

@@ -234,6 +234,11 @@ class EvalConfig:
     before: bool = _f(True, "evaluate before the first step")
     temperature: float = _f(0.0, "evaluation temperature (0 = greedy)", lo=0.0)
     batch_size: int = _f(32, "episodes advanced together in one batched generate call", lo=1)
+    before_file: str = _f(
+        "",
+        "reuse the before-training evaluation stored in this JSON file (written by `sgcd compare`, whose runs "
+        "share one warm start); refused when its model, domain or evaluation settings differ ('' = evaluate)",
+    )
 
 
 @dataclass

@@ -27,6 +27,7 @@ import torch
 
 from sgcd.trainer import checkpoint as ckpt
 from sgcd.trainer import preflight, rundir
+from sgcd.trainer.checkpoint import write_atomic_text
 from sgcd.trainer.config import RunConfig, load_config, save_config, to_dict
 from sgcd.trainer.logging import JsonlLogger, Logger, MultiLogger, StdoutLogger, read_jsonl
 from sgcd.trainer.loop.collect import TaskSampler
@@ -130,7 +131,7 @@ class Trainer:
         extra = state.extra
         if not self.resuming and cfg.eval.before:
             extra["eval_before_tasks"] = {}
-            extra["eval_before"] = self._evaluate(0, "before", extra["eval_before_tasks"])
+            extra["eval_before"] = self.evaluate_before(extra["eval_before_tasks"])
             self.logger.log({f"eval/{k}": v for k, v in extra["eval_before"].items()}, 0)
         extra.setdefault("wall_s_before", 0.0)
         last_out: StepOutput | None = None
@@ -168,6 +169,8 @@ class Trainer:
         self._checkpoint(state, t_start)
         summary = self._summary(extra, eval_after, final_dir)
         summary.update(paired_summary(extra.get("eval_before_tasks"), after_tasks))
+        summary["eval_before_tasks"] = extra.get("eval_before_tasks") or {}
+        summary["eval_after_tasks"] = after_tasks
         write_summary(self.run_dir, summary)
         if not self.quiet and summary.get("eval_delta") is not None:
             print(describe_delta(summary), flush=True)
@@ -256,6 +259,34 @@ class Trainer:
             )
         return result
 
+    def evaluate_before(self, tasks_out: dict[str, float]) -> dict[str, float]:
+        """The before-training evaluation, or the one stored in cfg.eval.before_file when that file exists and
+        was made from the same model, domain and evaluation settings (a mismatch is a TrainError naming them).
+        With before_file set and no file yet, evaluate and write it (`sgcd compare` does this once per study)."""
+        path = Path(self.cfg.eval.before_file) if self.cfg.eval.before_file else None
+        key = before_key(self.cfg, self.model_path)
+        if path is not None and path.is_file():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            diff = sorted(
+                k for k in set(key) | set(stored.get("key", {})) if key.get(k) != stored["key"].get(k)
+            )
+            if diff:
+                raise TrainError(
+                    f"eval.before_file {path} was made with different {', '.join(diff)}; delete it or unset it"
+                )
+            tasks_out.update(stored["tasks"])
+            self._say(
+                f"held-out success before training: {stored['metrics']['success']:.3f} "
+                f"({int(stored['metrics']['n'])} episodes, reused from {path})"
+            )
+            return dict(stored["metrics"])
+        result = self._evaluate(0, "before", tasks_out)
+        if path is not None:
+            doc = {"key": key, "metrics": result, "tasks": tasks_out}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        return result
+
     def _evaluate_saved(self, final_dir: Path, tasks_out: dict[str, float]) -> dict[str, float]:
         from sgcd.policy.models import load_policy
 
@@ -332,6 +363,24 @@ def paired_summary(before: dict[str, float] | None, after: dict[str, float]) -> 
         "eval_delta_ci": d["ci"],
         "eval_p": d["p"],
         "eval_paired": {k: d[k] for k in ("n", "before", "after", "lost", "gained")},
+    }
+
+
+def before_key(cfg: RunConfig, model_path: Any) -> dict[str, Any]:
+    """What a before-training evaluation depends on: the starting weights (path, size and mtime of each weights
+    file), the domain and split, the evaluation and episode-limit settings, autocast; the seed only when the
+    evaluation samples (temperature > 0)."""
+    folder = Path(str(model_path))
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+    e, s = cfg.eval, cfg.sampling
+    return {
+        "model_path": str(model_path),
+        "weights": [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights],
+        "env": f"{cfg.env.name} {json.dumps(cfg.env.options, sort_keys=True)} {cfg.env.eval_split}",
+        "eval": f"limit={e.limit} trials={e.trials} temperature={e.temperature} batch_size={e.batch_size}",
+        "limits": f"max_new_tokens={s.max_new_tokens} max_turns={s.max_turns} max_tokens={s.max_tokens}",
+        "autocast": cfg.model.autocast,
+        "seed": cfg.seed if e.temperature > 0 else None,
     }
 
 
