@@ -1,7 +1,13 @@
 """`sgcd report DIR`: a static, self-contained HTML page that explains a run (or a `sgcd compare` folder).
 
 A run folder gets learning curves, credit-weight histograms and token heatmaps of sampled mixed groups; a folder
-holding compare.json gets one page comparing the algorithms. Figures are also written as PNG files beside the page.
+holding compare.json gets one page comparing the algorithms (the study's tables, paired tests and one verdict
+per claim, then the curves). Figures are also written as PNG files beside the page.
+
+For a compare folder, `--markdown FILE` also writes the study as Markdown (status, verdicts, tables, the
+reproducing command) and its learning curves as a PNG beside it (FILE's folder/study_curves.png, or --curves):
+
+    sgcd report runs/study --markdown docs/results.md
 """
 
 from __future__ import annotations
@@ -29,6 +35,18 @@ def register(subparsers) -> None:
         default=2048,
         help="tokens drawn per trajectory; the rest is cut (default 2048)",
     )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="compare folders: also write the study as Markdown to this file",
+    )
+    parser.add_argument(
+        "--curves",
+        type=Path,
+        default=None,
+        help="with --markdown: the learning-curves PNG (default: study_curves.png beside the Markdown)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(func=main)
 
@@ -45,7 +63,23 @@ def main(args) -> int:
         raise CliError(f"{args.dir}: no such folder")
     if args.out is not None and args.out.suffix.lower() not in (".html", ".htm"):
         raise CliError(f"--out must name an .html file, got {args.out}")
+    if args.markdown is not None and not is_compare_dir(args.dir):
+        raise CliError(f"--markdown needs a compare folder (with compare.json); {args.dir} has none")
+    if args.curves is not None and args.markdown is None:
+        raise CliError("--curves goes with --markdown")
+    if args.curves is not None and args.curves.suffix.lower() != ".png":
+        raise CliError(f"--curves must name a .png file, got {args.curves}")
     try:
+        if args.markdown is not None:
+            from sgcd.report.study import write_study
+
+            analysis, curves = write_study(args.dir, args.markdown, args.curves)
+            print(
+                f"wrote {args.markdown}"
+                + (f" and {curves}" if curves is not None else " (no curves: no metrics)")
+            )
+            for line in analysis.verdict_lines:
+                print(line)
         if is_compare_dir(args.dir):
             result = build_compare_report(args.dir, args.out, progress=not args.quiet)
         else:

@@ -3,6 +3,7 @@
     build_report(run_dir, out=None, max_groups=8, max_tokens=2048) -> ReportResult
     build_compare_report(compare_dir, out=None) -> ReportResult
     is_compare_dir(path) -> bool
+    study.write_study(compare_dir, md_path, curves=None) -> (Analysis, curves PNG path | None)
 
 Imports matplotlib and jinja2 (never torch), so `sgcd report` is quick to start.
 """

@@ -194,6 +194,29 @@ def _first_file(base: Path, named: Any, *defaults: str, key: str = "") -> Path |
     return found
 
 
+def _study_section(base: Path, out_path: Path) -> dict:
+    """The study's status, verdicts and tables (sgcd.report.study) and its curves, saved beside the page's
+    other PNGs in `<out stem>_figures/study_curves.png`."""
+    from sgcd.report import study as S
+
+    st = S.load_study(base)
+    an = S.analyse(st)
+    png = S.study_curves_png(st)
+    curves = None
+    if png is not None:
+        folder = out_path.parent / f"{out_path.stem}_figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "study_curves.png").write_bytes(png)
+        curves = {
+            "src": data_uri(png),
+            "file": f"{folder.name}/study_curves.png",
+            "path": folder / "study_curves.png",
+        }
+    tables = [{"title": t, "header": h, "rows": r} for t, h, r in an.tables]
+    return {"status": an.status_lines, "command": st.command, "verdicts": an.verdict_lines,
+            "rule": S.VERDICT_RULE, "tables": tables, "curves": curves}  # fmt: skip
+
+
 def build_compare_report(
     compare_dir: Path | str, out: Path | str | None = None, progress: bool = False
 ) -> ReportResult:
@@ -220,6 +243,7 @@ def build_compare_report(
     if curves_png is not None:
         figs.insert(0, {"title": "curves from sgcd compare", "src": data_uri(curves_png.read_bytes()),
                         "file": curves_png.name, "path": None})  # fmt: skip
+    study = _study_section(base, out_path)
     columns, rows = table_rows(doc)
     md = _first_file(base, doc.get("table"), "compare.md", "table.md", key="'table'")
     table_md = md.read_text(encoding="utf-8") if md is not None else ""
@@ -230,12 +254,20 @@ def build_compare_report(
                  "report": _relpath(r.path / "report.html", out_path.parent)}
                 for r in runs]  # fmt: skip
     body = _ENV.from_string(COMPARE_BODY).render(
-        columns=columns, rows=rows, table_md=table_md, figures=figs, runs=run_rows, run_cols=run_cols
+        columns=columns,
+        rows=rows,
+        table_md=table_md,
+        figures=figs,
+        runs=run_rows,
+        run_cols=run_cols,
+        study=study,
     )
     algos = doc.get("algorithms") or sorted({r.algorithm for r in runs})
     subtitle = f"algorithms: {', '.join(map(str, algos))} · {len(runs)} runs"
-    nav = [("table", "Results"), ("curves", "Curves"), ("runs", "Runs")]
+    nav = [("study", "Study"), ("table", "Results"), ("curves", "Curves"), ("runs", "Runs")]
     html = render_page(f"sgcd compare: {base.resolve().name}", subtitle, nav, notes, body)
     out_path.write_text(html, encoding="utf-8")
     pngs = [f["path"] for f in figs if f["path"] is not None]
+    if study["curves"] is not None:
+        pngs.append(study["curves"]["path"])
     return ReportResult(out_path, len(html.encode("utf-8")), pngs, 0, 0, notes)

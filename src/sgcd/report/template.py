@@ -219,6 +219,14 @@ reward {{ '%.3g'|format(s.reward) }} &middot; A = {{ '%+.3f'|format(s.advantage)
 """
 
 COMPARE_BODY = """
+{% if study %}<section id="study" class="other"><h2>Study</h2>
+<ul>{% for line in study.status %}<li>{{ line }}</li>{% endfor %}</ul>
+{% if study.command %}<p>Reproduce with: <code>{{ study.command }}</code></p>{% endif %}
+<h3>Verdicts</h3><ul>{% for line in study.verdicts %}<li>{{ line }}</li>{% endfor %}</ul><p>Rule: {{ study.rule }}</p>
+{% for t in study.tables %}<h3>{{ t.title }}</h3><table class="cmp"><tr>{% for c in t.header %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for r in t.rows %}<tr>{% for v in r %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% endfor %}{% if study.curves %}<figure><img alt="study curves" src="{{ study.curves.src }}"><figcaption>held-out success, training success and write calls per episode, mean over seeds, band min-max ({{ study.curves.file }})</figcaption></figure>{% endif %}
+</section>{% endif %}
 <section id="table" class="other"><h2>Results</h2>
 {% if rows %}<table class="cmp"><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for r in rows %}<tr>{% for c in columns %}<td class="num">{{ r.get(c, "") }}</td>{% endfor %}</tr>{% endfor %}</table>
