@@ -110,3 +110,55 @@ def test_cli_rejects_bad_budget(capsys):
     assert "--steps must be >= 1" in capsys.readouterr().err
     assert main(["sft", "--model", "tiny", "--env", "no-such-env"]) == 2
     assert "unknown environment 'no-such-env'" in capsys.readouterr().err
+
+
+def test_lora_sft_trains_only_adapters_and_saves_a_merged_plain_model(domain, gold, tmp_path):
+    """--lora-rank: the same make_trainable as `sgcd train`. The base weights stay bit-identical while the
+    adapters train (the loss falls), and the result is a plain merged model whose weights moved."""
+    from sgcd.policy.models import load_policy
+
+    policy = load_policy("tiny")
+    base = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    seen_trainable: list[str] = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(opt, *a, **k):  # record which tensors the optimizer updates, once
+        if not seen_trainable:
+            seen_trainable.extend(
+                n for n, p in policy.model.named_parameters() if p.requires_grad and p.grad is not None
+            )
+        return real_step(opt, *a, **k)
+
+    torch.optim.AdamW.step = spy
+    try:
+        cfg = SFTConfig(steps=8, batch_size=2, lr=3e-3, warmup=1, lora_rank=4, train_layers=0)
+        losses = train(policy, gold[:2], cfg, progress=False)
+    finally:
+        torch.optim.AdamW.step = real_step
+    assert seen_trainable and all("lora_" in n for n in seen_trainable)
+    assert losses[-1] < losses[0]
+    assert not hasattr(policy.model, "disable_adapter")  # merged back into a plain model
+    merged = policy.model.state_dict()
+    assert set(merged) == set(base)
+    changed = [k for k in base if not torch.equal(base[k], merged[k])]
+    assert changed and all(any(p in k for p in ("q_proj", "k_proj", "v_proj", "o_proj")) for k in changed)
+
+
+def test_sft_cache_key_without_lora_is_unchanged_by_the_lora_fields():
+    """Adding the LoRA fields must not invalidate existing warm-start caches: with lora_rank=0 the key hashes
+    the same fields as before; with lora_rank>0 it differs."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from sgcd.policy.sft import SFT_VERSION, sft_cache_key
+
+    cfg = SFTConfig()
+    old_fields = {k: v for k, v in asdict(cfg).items() if not k.startswith("lora_")}
+    blob = json.dumps(["smollm2-135m", "airline-lite", old_fields, SFT_VERSION], sort_keys=True)
+    assert (
+        sft_cache_key("smollm2-135m", "airline-lite", cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]
+    )
+    assert sft_cache_key("smollm2-135m", "airline-lite", SFTConfig(lora_rank=4)) != sft_cache_key(
+        "smollm2-135m", "airline-lite", cfg
+    )

@@ -17,7 +17,15 @@ from sgcd.cli import CliError
 
 # SFTConfig's defaults, written out so that registering this command (every `sgcd --help`) does not import
 # sgcd.policy.sft and with it torch; tests/test_cli.py keeps them equal to SFTConfig().
-DEFAULTS = {"steps": 40, "batch_size": 4, "lr": 3e-4, "max_tokens": 512, "train_layers": 12, "seed": 0}
+DEFAULTS = {
+    "steps": 40,
+    "batch_size": 4,
+    "lr": 3e-4,
+    "max_tokens": 512,
+    "train_layers": 12,
+    "seed": 0,
+    "lora_rank": 0,
+}
 
 
 def register(subparsers) -> None:
@@ -38,6 +46,13 @@ def register(subparsers) -> None:
         default=d.train_layers,
         help=f"train only the top N blocks (0 = all; default {d.train_layers})",
     )
+    p.add_argument(
+        "--lora-rank",
+        type=int,
+        default=d.lora_rank,
+        help="> 0: train peft LoRA adapters of this rank in the top --train-layers blocks, merged when saved "
+        "(default 0: train the blocks' weights)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=None, help="output folder (default: the shared SFT cache)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -51,6 +66,8 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     from sgcd.policy.sft import SFTConfig, ensure_sft_model, evaluate, sft
 
+    if args.lora_rank < 0 or args.train_layers < 0:
+        raise CliError("--lora-rank and --train-layers must be >= 0")
     for name in ("steps", "batch_size", "max_tokens"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -63,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         seed=args.seed,
         train_layers=args.train_layers,
+        lora_rank=args.lora_rank,
     )
     from sgcd.progress import line, on_terminal
 

@@ -53,6 +53,9 @@ class SFTConfig:
     seed: int = 0
     train_layers: int = 12  # train only the top N transformer blocks + final norm (0 = every parameter)
     prefix_refresh: int = 8  # recompute the shared system-prompt keys/values every N steps
+    lora_rank: int = 0  # > 0: train peft LoRA adapters of this rank (in the top train_layers blocks) instead
+    lora_alpha: float = 16.0
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
 
 
 @dataclass
@@ -133,33 +136,24 @@ def _shared_prefix(trajs: list[Trajectory]) -> int:
     return n
 
 
-def _trainable(model: Any, top: int) -> list[torch.nn.Parameter]:
-    """Freeze all but the top `top` decoder blocks and the final norm (top=0: train everything).
-
-    Frozen blocks build no autograd graph, so their backward pass is skipped entirely: the CPU cost of a step
-    falls roughly by the share of frozen blocks. Embeddings (tied to the LM head in SmolLM2) stay frozen.
-    """
-    if top <= 0:
-        model.requires_grad_(True)
-        return list(model.parameters())
-    body = getattr(model, model.base_model_prefix)
-    model.requires_grad_(False)
-    for block in list(body.layers)[-top:]:
-        block.requires_grad_(True)
-    if getattr(body, "norm", None) is not None:
-        body.norm.requires_grad_(True)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
 def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: bool = True) -> list[float]:
     """Optimise policy.model on `trajs` (config.batch_size per step, cycling); returns the loss per step."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from sgcd.policy.trainable import make_trainable, num_blocks
     from sgcd.progress import line, on_terminal
 
+    make_trainable(  # the same freezing / adapters as `sgcd train` (sgcd.policy.trainable)
+        policy,
+        lora_rank=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_targets=config.lora_targets,
+        train_layers=min(config.train_layers, num_blocks(policy)),  # a smaller model trains all its blocks
+    )
+    policy.trunk_blocks = 0  # sft_loss runs the body itself, with a shared-prefix cache
     model = policy.model
     model.train()
-    params = _trainable(model, config.train_layers)
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
 
     def lr_at(step: int) -> float:  # linear warm-up, then linear decay to 10% of the peak
@@ -170,7 +164,7 @@ def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: boo
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     P, cache = _shared_prefix(trajs), None
-    body = getattr(model, model.base_model_prefix)
+    body = policy.body()
     losses: list[float] = []
     columns = [
         TextColumn("sft"),
@@ -199,7 +193,9 @@ def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: boo
             if progress and not bar_on:  # off a terminal: one line per step instead of a bar
                 line(f"sft step {step + 1}/{config.steps}  loss {loss.item():.3f}")
     model.eval()
-    model.requires_grad_(True)
+    if config.lora_rank > 0:  # the warm start is a plain model: fold the adapters in
+        policy.model = model.merge_and_unload()
+    policy.model.requires_grad_(True)
     if any(not math.isfinite(x) for x in losses):
         raise RuntimeError(f"sft diverged (non-finite loss); losses: {losses[-5:]}; lower --lr")
     return losses
@@ -255,7 +251,11 @@ def sft(
 
 
 def sft_cache_key(model_spec: str, env_name: str, config: SFTConfig) -> str:
-    blob = json.dumps([model_spec, env_name, asdict(config), SFT_VERSION], sort_keys=True)
+    fields = asdict(config)
+    if not config.lora_rank:  # LoRA off: the key of the recipe before LoRA existed, so caches stay valid
+        for name in ("lora_rank", "lora_alpha", "lora_targets"):
+            fields.pop(name)
+    blob = json.dumps([model_spec, env_name, fields, SFT_VERSION], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
