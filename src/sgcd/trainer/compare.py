@@ -122,6 +122,7 @@ def run_all(
     if base.eval.before and not Path(base.eval.before_file).is_file() and jobs > 1:
         _evaluate_before(todo[0][2], out, quiet)  # once, with every thread, before the runs split them
     failures: dict[str, str] = {}
+    _write(out, _records(out, todo), algorithms, seeds, {}, command)  # a study folder from the start
     if jobs <= 1:
         for algo, seed, cfg in todo:
             try:
