@@ -101,7 +101,11 @@ class Trainer:
         )
 
     def generators(self) -> dict[str, torch.Generator]:
-        return {"policy": self.policy.generator, "trainer": self.generator}
+        return {
+            "policy": self.policy.generator,
+            "trainer": self.generator,
+            "shuffle": self.ctx.shuffle_generator,
+        }
 
     def open_loggers(self) -> None:
         self.jsonl = JsonlLogger(self.run_dir / "metrics.jsonl")

@@ -111,7 +111,7 @@ def test_reference_trainer_path_gives_the_same_token_advantages(sgcd_run):
     old = score_batch(
         policy, tb.prefixes, tb.continuations, tb.T, cfg.algorithm.microbatch_size, with_entropy=True
     )
-    _, ref_ahat_B_T, _ = credit(ctx, tb, adv_B, old, score_teacher(ctx, tb, refs, old), refs)
+    _, ref_ahat_B_T, _ = credit(ctx, tb, adv_B, *score_teacher(ctx, tb, refs, old), refs)
     # the subclass's (B, T) advantages for the same rows (mixed groups; rollout order = collate order)
     ours = gen["out"]["advantages"][gen["batch"].kept_B]
     assert ours.shape[0] == ref_ahat_B_T.shape[0]
