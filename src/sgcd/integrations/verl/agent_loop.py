@@ -9,7 +9,7 @@ are recorded by `sgcd.rollout.record.EpisodeRecorder` (the reference trainer's r
     response_mask = [1 ... 1][0 ..0][1 ... 1][0 ..0]...[1 ... 1]    1 exactly on tokens the server sampled
 
 and `reward_score` is the domain verifier's reward (verl puts it on the last response token as `rm_scores`, so no
-reward function is needed). The text-level episode and the clean prompt travel in
+reward function is needed). The text-level episode, the clean prompt, the task instruction and the turn ids travel in
 `extra_fields["sgcd"]` (JSON), which the SGCD trainer reads to build the credit reference.
 
 Domain options (a tau3-airline user simulator, an AppWorld root) come from the config's `sgcd.env_options`.
@@ -78,9 +78,16 @@ def row_task(extra_info: dict[str, Any] | None) -> tuple[str, str, str]:
     return str(info["sgcd_env"]), str(info["sgcd_split"]), str(info["sgcd_task_id"])
 
 
-def trajectory_output(traj: Trajectory, opening: Any, metrics: dict[str, float]) -> AgentLoopOutput:
-    """A recorded trajectory as verl's AgentLoopOutput (+ the text-level record for the credit reference)."""
+def trajectory_output(
+    traj: Trajectory, opening: Any, metrics: dict[str, float], instruction: str = ""
+) -> AgentLoopOutput:
+    """A recorded trajectory as verl's AgentLoopOutput (+ the text-level record for the credit reference).
+
+    instruction: the task as the agent was given it; the summarizer and the leakage guard read it, as in the
+    reference trainer's groups."""
     record = {
+        "task_id": traj.task_id,
+        "instruction": instruction,
         "episode": episode_to_json(traj.episode),
         "prompt": {"messages": [message_to_json(m) for m in opening.messages], "tools": list(opening.tools)},
         "turn_ids": list(traj.turn_ids),
@@ -138,7 +145,8 @@ class SGCDAgentLoop(AgentLoopBase):
             await loop.run_in_executor(None, step)
             gen_s, env_s = gen_s + (t1 - t0), env_s + (loop.time() - t1)
         traj = rec.trajectory()
-        return trajectory_output(traj, rec.opening, {"generate_sequences": gen_s, "tool_calls": env_s})
+        metrics = {"generate_sequences": gen_s, "tool_calls": env_s}
+        return trajectory_output(traj, rec.opening, metrics, getattr(task, "instruction", ""))
 
     def _completion(self, out: Any) -> Completion:
         ids = [int(i) for i in out.token_ids]

@@ -102,7 +102,9 @@ def sgcd_token_advantages(
     else:
         extra: dict[str, Any] = {}
         if opts.variant == "sgcd-turn":
-            extra["turn_ids"] = turn_ids_B_T
+            if turn_ids_B_T is None:
+                raise ValueError("sgcd.variant=sgcd-turn needs turn_ids_B_T (the agent loop's turn ids)")
+            extra["turn_ids"] = torch.where(mask, turn_ids_B_T.long(), 0).clamp(min=0)
         if opts.variant == "shuffle":
             extra["generator"] = generator
         w_B_T, metrics = CREDIT_VARIANTS[opts.variant](

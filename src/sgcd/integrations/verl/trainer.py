@@ -68,6 +68,35 @@ def _like(padded_B_T: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     return _jagged([padded_B_T[i, : int(n)] for i, n in enumerate(lengths)])
 
 
+def group_record(records: list[dict], success_threshold: float) -> dict:
+    """The group JSON (credit_reference.group_io) of one uid's agent-loop records: the task id, the instruction,
+    the clean prompt and the siblings' episodes, each labelled a success iff reward >= success_threshold (the
+    rule that also decides which groups are mixed)."""
+    first = records[0]
+    episodes = [
+        {**r["episode"], "success": float(r["episode"]["reward"]) >= success_threshold} for r in records
+    ]
+    return {
+        "task_id": first.get("task_id") or first["episode"].get("task_id", ""),
+        "instruction": first.get("instruction", ""),
+        "prompt": first["prompt"],
+        "siblings": [{"episode": e} for e in episodes],
+    }
+
+
+def turn_ids(data: TensorDict, T: int) -> torch.Tensor:
+    """(B, T) long: each row's assistant-turn ids from its agent-loop record (-1 off turns, and on rows that
+    carry no record)."""
+    out = torch.full((len(data["uid"]), T), -1, dtype=torch.long)
+    for i, extra in enumerate(_rows(data["extra_fields"])):
+        raw = extra.get("sgcd") if isinstance(extra, dict) else None
+        ids = json.loads(raw).get("turn_ids", []) if raw else []
+        n = min(len(ids), T)
+        if n:
+            out[i, :n] = torch.tensor(ids[:n], dtype=torch.long)
+    return out
+
+
 @register_trainer(TRAINER_MODE)
 class SGCDTrainer(PPOTrainerSync):
     """PPOTrainerSync whose advantages carry SGCD's credit weights (see the module docstring)."""
@@ -94,8 +123,9 @@ class SGCDTrainer(PPOTrainerSync):
             teacher_B_T = self._teacher_log_probs(batch, prefixes, mask_B_T.shape[1])
         gen = torch.Generator().manual_seed(opts.seed + int(getattr(self, "global_steps", 0) or 0))
         ahat_B_T, credit_metrics = sgcd_token_advantages(
-            adv_B_T, mask_B_T, old_B_T, teacher_B_T, opts, generator=gen
-        )
+            adv_B_T, mask_B_T, old_B_T, teacher_B_T, opts,
+            turn_ids_B_T=turn_ids(data, mask_B_T.shape[1]), generator=gen,
+        )  # fmt: skip
         metrics.update({f"sgcd/{k}": v for k, v in credit_metrics.items()})
         nested = _like(ahat_B_T, mask_nested)
         out = TensorDict({"advantages": nested, "returns": nested.clone()}, batch_size=len(batch.keys))
@@ -129,11 +159,9 @@ class SGCDTrainer(PPOTrainerSync):
                 rows_by_uid[uid].append(i)
         groups, group_rows = [], []
         for rows in rows_by_uid.values():
-            eps = [records[i]["episode"] for i in rows]
-            succ = [float(e["reward"]) >= opts.success_threshold for e in eps]
-            if any(succ) and not all(succ):
-                record = {"prompt": records[rows[0]]["prompt"], "siblings": [{"episode": e} for e in eps]}
-                groups.append(group_from_json(record))
+            group = group_from_json(group_record([records[i] for i in rows], opts.success_threshold))
+            if group.is_mixed:
+                groups.append(group)
                 group_rows.append(rows)
         prefixes: list[list[int] | None] = [None] * len(uids)
         if not groups:
