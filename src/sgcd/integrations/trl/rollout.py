@@ -37,6 +37,8 @@ from sgcd.rollout import RolloutLimits, run_groups
 from sgcd.trainer.loop.collect import TaskSampler, _is_mixed
 from sgcd.types import TrajectoryGroup
 
+RANK_SEED_STRIDE = 7919  # refill sampler seed of rank r: seed + r * this
+
 
 def task_dataset(domain: Any, split: str = "train", limit: int | None = None) -> Any:
     """A `datasets.Dataset` with one column, `prompt` = task id, over `split` (first `limit` tasks)."""
@@ -106,6 +108,7 @@ class SGCDRollout:
             raise ValueError(f"SGCDRollout: max_rounds must be >= 1, got {self.max_rounds}")
         train = self.domain.tasks(self.split)
         self._sampler = TaskSampler(train, self.seed)
+        self._rank = 0  # the process the sampler is seeded for (bind_rank, at the first call)
         extra = self.domain.tasks(self.eval_split) if self.eval_split else []
         self._tasks = {t.task_id: t for t in [*train, *extra]}
 
@@ -134,7 +137,19 @@ class SGCDRollout:
             self._wrapped = (base, self.wrap_policy(base))
         return self._wrapped[1]
 
+    def bind_rank(self, rank: int) -> None:
+        """Seed the refill sampler for this process: rank r draws seed + r * RANK_SEED_STRIDE (rank 0 keeps
+        `seed`), so processes do not refill from the same task sequence. The position (epoch, pos) is kept."""
+        rank = int(rank)
+        if rank == self._rank:
+            return
+        state = self._sampler.state_dict()
+        self._sampler = TaskSampler(self._sampler.tasks, self.seed + RANK_SEED_STRIDE * rank)
+        self._sampler.load_state_dict(state)
+        self._rank = rank
+
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
+        self.bind_rank(getattr(getattr(trainer, "accelerator", None), "process_index", 0) or 0)
         training = bool(trainer.model.training)
         G = int(trainer.num_generations if training else trainer.num_generations_eval)
         tasks = self._tasks_of(prompts, G)

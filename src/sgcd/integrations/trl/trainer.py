@@ -29,8 +29,11 @@ That forward needs whole parameters on each rank (DDP, ZeRO-1/2); ZeRO-3 / FSDP 
 from __future__ import annotations
 
 import json
+import types
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,10 +152,16 @@ def sgcd_token_advantages(
     refs = _references(summarizer, batch, options)
     continuations = [list(t.token_ids) for t in trajs]
     micro = options.score_microbatch
-    student = score_batch(policy, [list(t.prompt_ids) for t in trajs], continuations, T, micro)
-    teacher = score_batch(
-        policy, _teacher_rows(policy, batch, refs), continuations, T, micro, with_entropy=options.entropy_gate
-    )
+    with eval_mode(policy.model):  # TRL trains in train mode: dropout would make w noise
+        student = score_batch(policy, [list(t.prompt_ids) for t in trajs], continuations, T, micro)
+        teacher = score_batch(
+            policy,
+            _teacher_rows(policy, batch, refs),
+            continuations,
+            T,
+            micro,
+            with_entropy=options.entropy_gate,
+        )
     turns_B_T = _padded([t.turn_ids for t in trajs], T, -1, torch.long)
     w_B_T, w_metrics = credit_weights(
         teacher.logprobs_B_T,
@@ -176,6 +185,54 @@ def sgcd_token_advantages(
     return SGCDStep(
         adv_B, w_B_T, ahat_B_T, mask, student.logprobs_B_T, teacher.logprobs_B_T, refs, metrics=metrics
     )
+
+
+@contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """`model` in eval mode (no dropout) inside the block, its previous mode restored after."""
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+# Loss types whose normaliser counts rows (a mean over sequences, or rows x max length): a masked row (a group
+# dynamic sampling could not make mixed) would still count there, so it is dropped before the loss.
+ROW_NORMALISED_LOSSES = ("grpo", "sapo", "luspo", "dr_grpo")
+
+
+def drop_masked_rows(inputs: dict[str, Any]) -> dict[str, Any]:
+    """`inputs` without the rows that have no loss token (completion_mask * tool_mask all 0); every per-row tensor
+    is filtered (the same rule TRL's own splitting and shuffling apply). Unchanged when every row or no row has a
+    loss token (the all-masked batch gives a zero loss and takes no optimizer step, see the trainer)."""
+    mask = inputs["completion_mask"]
+    if "tool_mask" in inputs:
+        mask = mask * inputs["tool_mask"]
+    keep_B = mask.bool().any(-1)
+    if bool(keep_B.all()) or not bool(keep_B.any()):
+        return inputs
+    B = keep_B.shape[0]
+    return {
+        k: v[keep_B] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == B else v
+        for k, v in inputs.items()
+    }
+
+
+def _gate_optimizer_step(optimizer: Any, skip: Any) -> None:
+    """Make `optimizer.step` a no-op while `skip()` is true (a bound method, so torch's LR schedulers can wrap it)."""
+    if getattr(optimizer, "_sgcd_gated", False):
+        return
+    inner = optimizer.step
+
+    def step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if skip():
+            return None
+        return inner(*args, **kwargs)
+
+    optimizer.step = types.MethodType(step, optimizer)
+    optimizer._sgcd_gated = True
 
 
 def _references(summarizer: Any, batch: RolloutBatch, options: SGCDOptions) -> list[Any]:
@@ -267,6 +324,19 @@ class SGCDGRPOTrainer(GRPOTrainer):
 
             self.sgcd_summarizer = make_summarizer(self.sgcd.summarizer, **self.sgcd.summarizer_options)
 
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's optimizer, whose step is skipped for a generation batch with no loss token on any process (no
+        mixed group found): a zero gradient would still move AdamW's moments and apply its weight decay."""
+        optimizer = super().create_optimizer(*args, **kwargs)
+        _gate_optimizer_step(optimizer, lambda: getattr(self, "_sgcd_skip_update", False))
+        return optimizer
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> Any:
+        """TRL's loss; for the row-normalised loss types, masked rows are dropped first so they do not count."""
+        if self.loss_type in ROW_NORMALISED_LOSSES:
+            inputs = drop_masked_rows(inputs)
+        return super()._compute_loss(model, inputs)
+
     ROLLOUT_STATE = "sgcd_rollout.json"  # in each checkpoint-N folder: the refill sampler's position
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
@@ -301,6 +371,10 @@ class SGCDGRPOTrainer(GRPOTrainer):
         adv = out["advantages"]
         out["advantages"] = step.token_advantages_B_T.to(device=adv.device, dtype=adv.dtype)
         mode = "train" if self.model.training else "eval"
+        if mode == "train":  # no loss token on any process: the optimizer steps this batch feeds are skipped
+            any_B = torch.tensor([float(step.mask_B_T.any())], device=self.accelerator.device)
+            self._sgcd_skip_update = not bool(self.accelerator.gather(any_B).sum() > 0)
+            batch.metrics["sampling/skipped_update"] = float(self._sgcd_skip_update)
         sums: dict[str, float] = defaultdict(float)
         sums.update(batch.metrics)
         sums.update({k: float(v) for k, v in step.metrics.items()})
