@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgcd.rollout.sampling import TaskSampler
 from sgcd.trainer import checkpoint as ckpt
 from sgcd.trainer import preflight, rundir
 from sgcd.trainer.config import RunConfig, load_config, save_config, to_dict
 from sgcd.trainer.logging import JsonlLogger, Logger, MultiLogger, StdoutLogger, read_jsonl
-from sgcd.trainer.loop.collect import TaskSampler
 from sgcd.trainer.loop.step import StepContext, StepOutput, run_step
 from sgcd.trainer.progress import Progress
 from sgcd.trainer.runs import prepare_run_dir, write_samples, write_summary

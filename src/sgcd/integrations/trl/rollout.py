@@ -34,7 +34,7 @@ import torch
 from sgcd.core.sampling import refill_plan
 from sgcd.policy.base import SamplingParams
 from sgcd.rollout import RolloutLimits, run_groups
-from sgcd.trainer.loop.collect import TaskSampler, _is_mixed
+from sgcd.rollout.sampling import TaskSampler
 from sgcd.types import TrajectoryGroup
 
 RANK_SEED_STRIDE = 7919  # refill sampler seed of rank r: seed + r * this
@@ -159,7 +159,7 @@ class SGCDRollout:
         dynamic = self.dynamic_sampling and training  # evaluation never resamples or masks
         if dynamic:
             groups, metrics = self._refill(policy, groups, G)
-        mixed = [_is_mixed(g) or not dynamic for g in groups]
+        mixed = [g.is_mixed or not dynamic for g in groups]
         kept_B = torch.tensor([m for m, g in zip(mixed, groups) for _ in g.trajectories], dtype=torch.bool)
         metrics["sampling/kept_frac"] = float(kept_B.float().mean()) if len(kept_B) else 0.0
         self.last = RolloutBatch(groups=groups, kept_B=kept_B, metrics=metrics)
@@ -204,7 +204,7 @@ class SGCDRollout:
         target, rounds, sampled = len(groups), 1, len(groups)
         replaced = 0
         while True:
-            slots = [k for k, g in enumerate(groups) if not _is_mixed(g)]
+            slots = [k for k, g in enumerate(groups) if not g.is_mixed]
             decision, _ = refill_plan(
                 target, target - len(slots), rounds, self.max_rounds, sampled_groups=sampled,
                 max_per_round=4 * target,
@@ -220,7 +220,7 @@ class SGCDRollout:
                 self.limits,
             )
             rounds, sampled = rounds + 1, sampled + len(fresh)
-            for g in (g for g in fresh if _is_mixed(g)):
+            for g in (g for g in fresh if g.is_mixed):
                 if not slots:
                     break
                 groups[slots.pop(0)] = g

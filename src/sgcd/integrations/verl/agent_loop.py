@@ -13,7 +13,7 @@ reward function is needed). The text-level episode, the clean prompt, the task i
 `extra_fields["sgcd"]` (JSON), which the SGCD trainer reads to build the credit reference.
 
 Domain options (a tau3-airline user simulator, an AppWorld root) come from the config's `sgcd.env_options`.
-Limits: `actor_rollout_ref.rollout.multi_turn.max_assistant_turns` (0/None: 16) and the response budget
+Limits: `actor_rollout_ref.rollout.multi_turn.max_assistant_turns` (0/None: RolloutLimits().max_turns, 10) and the response budget
 `rollout.response_length`, cut exactly like `sgcd.rollout.loop` (a turn overrunning the budget is cut and not
 sent to the env). Departure from verl's `tool_agent_loop`: tool calls are parsed and executed by our env
 (`<tool_call>` JSON, `sgcd.envs.toolcalls`), not by verl's tool registry, and the template deltas come from
@@ -31,15 +31,15 @@ from uuid import uuid4
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
 
-from sgcd.credit_reference.group_io import episode_to_json, message_to_json
 from sgcd.integrations.verl import AGENT_NAME
 from sgcd.integrations.verl.codec import TokenizerCodec
+from sgcd.integrations.verl.credit import episode_record
 from sgcd.policy.base import Completion
 from sgcd.rollout.loop import RolloutLimits, _check_budget, _take_turn
 from sgcd.rollout.record import EpisodeRecorder
 from sgcd.types import Trajectory
 
-DEFAULT_MAX_TURNS = 16
+DEFAULT_MAX_TURNS = RolloutLimits().max_turns  # the run config's sampling.max_turns default
 _DOMAINS: dict[str, Any] = {}
 _TASKS: dict[tuple[str, str], dict[str, Any]] = {}
 _LOCK = threading.Lock()
@@ -85,14 +85,7 @@ def trajectory_output(
 
     instruction: the task as the agent was given it; the summarizer and the leakage guard read it, as in the
     reference trainer's groups."""
-    record = {
-        "task_id": traj.task_id,
-        "instruction": instruction,
-        "episode": episode_to_json(traj.episode),
-        "prompt": {"messages": [message_to_json(m) for m in opening.messages], "tools": list(opening.tools)},
-        "turn_ids": list(traj.turn_ids),
-        "token_types": list(traj.token_types),
-    }
+    record = episode_record(traj, opening, instruction)
     sampled = any(traj.action_mask)
     return AgentLoopOutput(
         prompt_ids=list(traj.prompt_ids),

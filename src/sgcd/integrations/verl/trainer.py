@@ -37,7 +37,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from sgcd.integrations.verl import TRAINER_MODE, check_verl_version
 from sgcd.integrations.verl.codec import TokenizerCodec
-from sgcd.integrations.verl.credit import SGCDOptions, sgcd_token_advantages
+from sgcd.integrations.verl.credit import SGCDOptions, group_record, record_turn_ids, sgcd_token_advantages
 
 TEACHER_SUFFIX = "__sgcd_teacher"
 # Fields that depend on the prompt length or are outputs of an earlier pass: never copied to teacher rows.
@@ -50,6 +50,15 @@ def _rows(x: Any) -> list[Any]:
     if isinstance(x, torch.Tensor):
         return list(x.unbind(0))
     return list(x.tolist()) if hasattr(x, "tolist") else list(x)
+
+
+def _records(data: TensorDict) -> list[dict | None]:
+    """Each row's agent-loop record (extra_fields["sgcd"]), None where a row carries none."""
+    out: list[dict | None] = []
+    for extra in _rows(data["extra_fields"]):
+        raw = extra.get("sgcd") if isinstance(extra, dict) else None
+        out.append(json.loads(raw) if raw else None)
+    return out
 
 
 def _padded(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
@@ -66,35 +75,6 @@ def _like(padded_B_T: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
         return padded_B_T
     lengths = template.offsets().diff().tolist()
     return _jagged([padded_B_T[i, : int(n)] for i, n in enumerate(lengths)])
-
-
-def group_record(records: list[dict], success_threshold: float) -> dict:
-    """The group JSON (credit_reference.group_io) of one uid's agent-loop records: the task id, the instruction,
-    the clean prompt and the siblings' episodes, each labelled a success iff reward >= success_threshold (the
-    rule that also decides which groups are mixed)."""
-    first = records[0]
-    episodes = [
-        {**r["episode"], "success": float(r["episode"]["reward"]) >= success_threshold} for r in records
-    ]
-    return {
-        "task_id": first.get("task_id") or first["episode"].get("task_id", ""),
-        "instruction": first.get("instruction", ""),
-        "prompt": first["prompt"],
-        "siblings": [{"episode": e} for e in episodes],
-    }
-
-
-def turn_ids(data: TensorDict, T: int) -> torch.Tensor:
-    """(B, T) long: each row's assistant-turn ids from its agent-loop record (-1 off turns, and on rows that
-    carry no record)."""
-    out = torch.full((len(data["uid"]), T), -1, dtype=torch.long)
-    for i, extra in enumerate(_rows(data["extra_fields"])):
-        raw = extra.get("sgcd") if isinstance(extra, dict) else None
-        ids = json.loads(raw).get("turn_ids", []) if raw else []
-        n = min(len(ids), T)
-        if n:
-            out[i, :n] = torch.tensor(ids[:n], dtype=torch.long)
-    return out
 
 
 @register_trainer(TRAINER_MODE)
@@ -124,7 +104,7 @@ class SGCDTrainer(PPOTrainerSync):
         gen = torch.Generator().manual_seed(opts.seed + int(getattr(self, "global_steps", 0) or 0))
         ahat_B_T, credit_metrics = sgcd_token_advantages(
             adv_B_T, mask_B_T, old_B_T, teacher_B_T, opts,
-            turn_ids_B_T=turn_ids(data, mask_B_T.shape[1]), generator=gen,
+            turn_ids_B_T=record_turn_ids(_records(data), mask_B_T.shape[1]), generator=gen,
         )  # fmt: skip
         metrics.update({f"sgcd/{k}": v for k, v in credit_metrics.items()})
         nested = _like(ahat_B_T, mask_nested)

@@ -30,17 +30,14 @@ from typing import Any
 
 import torch
 
-from sgcd.core.advantages import ADVANTAGE_ESTIMATORS
-from sgcd.core.credit import CREDIT_VARIANTS, credit_weights, reshape_advantages
 from sgcd.core.credit_stats import polarity_agreement, weight_stats_by_token_type
 from sgcd.core.losses import POLICY_LOSSES, kl_k3
+from sgcd.rollout.sampling import TaskSampler
 from sgcd.trainer.config import RunConfig
 from sgcd.trainer.loop.batch import Scores, TokenBatch, collate, score_batch, score_rows
-from sgcd.trainer.loop.collect import Collected, TaskSampler, collect_groups
+from sgcd.trainer.loop.collect import Collected, collect_groups
 from sgcd.trainer.loop.teacher import build_references, needs_references, teacher_prefix_rows, token_polarity
 
-LOSS_OF = {"grpo": "ppo-clip", "sgcd": "ppo-clip", "sd-replace": "sd-replace", "sd-aux": "sd-aux",
-           "opd-advantage": "opd-advantage"}  # fmt: skip
 SHUFFLE_SEED_OFFSET = 0x5EED  # the shuffle control's generator: seed + this, apart from the minibatch order
 RENAME = {"actor/pg_loss": "loss/policy", "actor/": "policy/", "adv/": "reward/adv_", "div/": "credit/div_",
           "sd/": "loss/sd_", "opd/": "loss/opd_"}  # fmt: skip
@@ -155,7 +152,8 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
         refs, ref_metrics = build_references(ctx, collected.mixed)
     metrics.update(ref_metrics)
     batch = collate(collected.mixed)
-    adv_B, adv_metrics = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](batch.rewards_B, batch.group_index_B)
+    alg = cfg.algorithm_spec
+    adv_B, adv_metrics = alg.advantages(batch.rewards_B, batch.group_index_B)
     metrics.update(rename(adv_metrics))
     micro = cfg.algorithm.microbatch_size
     ctx.policy.clear_caches()  # the frozen trunk's hidden states of the last step's rows
@@ -165,7 +163,7 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
         old = score_batch(ctx.policy, batch.prefixes, batch.continuations, batch.T, micro, with_entropy=True,
                           select=batch.select, share_prefix=False, pad_to=batch.row_len)  # fmt: skip
     teacher, student = None, old
-    if cfg.algorithm.name != "grpo":
+    if alg.needs_teacher:
         with timer("teacher"):
             student, teacher = score_teacher(ctx, batch, refs, old)
             metrics["credit/noise_floor_std"] = noise_floor(ctx, batch, old)
@@ -261,29 +259,14 @@ def credit(
     """Credit weights (the one line where grpo and sgcd differ) and the token advantages Ahat = A * w.
 
     student_scores: the clean-prompt log-probs of the model that scored the teacher (pi_old, or the reference)."""
-    c, mask = ctx.cfg.credit, batch.action_mask_B_T
+    mask = batch.action_mask_B_T
     student = student_scores.logprobs_B_T
-    if ctx.cfg.algorithm.name == "sgcd":
-        w_B_T, metrics = credit_weights(
-            teacher.logprobs_B_T,
-            student,
-            adv_B,
-            mask,
-            c.eps,
-            c.lam,
-            turn_ids=batch.turn_ids_B_T.clamp(min=0) if c.level == "turn" else None,
-            teacher_entropy=teacher.entropy_B_T if c.entropy_gate else None,
-            gate_h0=c.gate_h0,
-            gate_min=c.gate_min,
-            signed=not c.unsigned,
-            failures_only=c.failures_only,
-            shuffle=c.shuffle,
-            generator=ctx.shuffle_generator,
-        )
-    else:
-        w_B_T, metrics = CREDIT_VARIANTS["grpo"](None, student, adv_B, mask)
-    ahat_B_T, adv_metrics = reshape_advantages(adv_B, w_B_T, mask)
-    metrics.update(adv_metrics)
+    out = ctx.cfg.algorithm_spec.token_advantages(
+        adv_B, mask, student, None if teacher is None else teacher.logprobs_B_T,
+        turn_ids_B_T=batch.turn_ids_B_T, teacher_entropy_B_T=None if teacher is None else teacher.entropy_B_T,
+        generator=ctx.shuffle_generator,
+    )  # fmt: skip
+    w_B_T, ahat_B_T, metrics = out.weights_B_T, out.token_advantages_B_T, dict(out.metrics)
     _, type_metrics = weight_stats_by_token_type(w_B_T, mask, batch.token_types_B_T)
     metrics.update({k: v for k, v in type_metrics.items() if not k.endswith("_observation_mean")})
     if refs and any(r is not None for r in refs):
@@ -316,7 +299,7 @@ def ref_sensitivity(
 
 def _loss_kwargs(ctx: StepContext, rows: torch.Tensor, adv_B, teacher: Scores | None) -> dict[str, Any]:
     a = ctx.cfg.algorithm
-    name = LOSS_OF[a.name]
+    name = ctx.cfg.algorithm_spec.loss
     common = {"agg": a.loss_agg, "norm_len": float(ctx.cfg.sampling.max_tokens)}
     ppo = {"clip_low": a.clip_low, "clip_high": a.clip_high, "dual_clip": a.dual_clip or None}
     if name == "ppo-clip":
@@ -355,7 +338,7 @@ def update(
 ) -> dict[str, float]:
     """PPO epochs over shuffled minibatches, gradient accumulation over micro-batches, AdamW with clipping."""
     a, o = ctx.cfg.algorithm, ctx.cfg.optim
-    loss_fn = POLICY_LOSSES[LOSS_OF[a.name]]
+    loss_fn = POLICY_LOSSES[ctx.cfg.algorithm_spec.loss]
     params = [p for p in ctx.policy.model.parameters() if p.requires_grad]
     dev = ctx.policy.device
     sums: dict[str, float] = defaultdict(float)
