@@ -4,6 +4,9 @@
 - eval/ never reaches credit_reference/, directly or through anything it imports from sgcd: the deployed
   student cannot see sibling evidence.
 - envs/, policy/ and credit_reference/ never import trainer/ or integrations/ (dependencies point one way).
+- integrations/ never import trainer/: the engines reach the algorithm through sgcd.algorithm, scoring through
+  sgcd.policy.scoring and the task sampler through sgcd.rollout.sampling (issue 18).
+- algorithm.py imports core (lazily) and nothing above it.
 """
 
 from __future__ import annotations
@@ -61,6 +64,19 @@ def test_lower_layers_never_import_trainer_or_integrations(sub):
             assert not name.startswith(("sgcd.trainer", "sgcd.integrations")), (
                 f"{path.relative_to(SRC)}: {name}"
             )
+
+
+def test_integrations_never_import_the_trainer():
+    assert len(_files("integrations")) >= 8
+    for path in _files("integrations"):
+        for name in _imports(path):
+            assert not name.startswith("sgcd.trainer"), f"{path.relative_to(SRC)}: {name}"
+
+
+def test_algorithm_sits_on_core_only():
+    for name in _imports(SRC / "algorithm.py"):
+        if name.startswith("sgcd"):
+            assert name.startswith("sgcd.core"), f"algorithm.py imports {name}"
 
 
 def test_eval_never_imports_credit_reference_statically():

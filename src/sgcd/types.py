@@ -120,6 +120,8 @@ class Episode:
 
 # Token types (Trajectory.token_types): what each trajectory token is, for diagnostics split by type (§8).
 TOKEN_TYPES = {0: "observation", 1: "reasoning", 2: "tool_call", 3: "answer"}
+TOKEN_CODE = {name: code for code, name in TOKEN_TYPES.items()}  # "tool_call" -> 2
+# (core/credit_stats.py keeps a copy, as core imports nothing outside core; a test checks the two are equal.)
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,7 @@ def test_opd_token_advantages():
         torch.tensor([[-1.0, -2.0, -0.5]]),
         torch.tensor([[-1.5, -1.0, -0.5]]),
         torch.ones(1, 3),
+        c=1.0,
     )
     torch.testing.assert_close(adv, torch.tensor([[0.5, 2.0, 1.0]]))
     adv, _ = opd_token_advantages(
@@ -188,7 +189,7 @@ def test_policy_loss_registry():
     assert POLICY_LOSSES["ppo-clip"](**common)[0].item() == pytest.approx(-1.0)
     assert POLICY_LOSSES["sd-replace"](**common)[0].item() == pytest.approx(0.75)
     assert POLICY_LOSSES["sd-aux"](**common, beta_sd=1.0)[0].item() == pytest.approx(-0.25)
-    assert POLICY_LOSSES["opd-advantage"](**common)[0].item() == pytest.approx(-1.25)
+    assert POLICY_LOSSES["opd-advantage"](**common, c=1.0)[0].item() == pytest.approx(-1.25)
     with pytest.raises(ValueError, match="teacher_logprobs"):
         POLICY_LOSSES["sd-replace"](**{**common, "teacher_logprobs": None})
 

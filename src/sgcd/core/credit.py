@@ -141,7 +141,7 @@ def credit_weights(
     *,
     turn_ids: torch.Tensor | None = None,
     teacher_entropy: torch.Tensor | None = None,
-    gate_h0: float = 2.0,
+    gate_h0: float = 4.0,  # = sgcd.algorithm.CreditSpec.gate_h0 (one set of defaults; tested)
     gate_min: float = 0.0,
     topk_kl: torch.Tensor | None = None,
     signed: bool = True,

@@ -220,7 +220,7 @@ def opd_token_advantages(
     student_logprobs: torch.Tensor,
     teacher_logprobs: torch.Tensor,
     action_mask: torch.Tensor,
-    c: float = 1.0,
+    c: float = 0.1,  # = the run config's algorithm.opd_c (one set of defaults; tested)
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """opd-advantage baseline: Ahat_t = A_i - c (logp_S - logp_T) on action tokens, 0 elsewhere (detached).
 
@@ -243,7 +243,7 @@ def opd_advantage_loss(
     action_mask: torch.Tensor,
     advantages: torch.Tensor,
     teacher_logprobs: torch.Tensor,
-    c: float = 1.0,
+    c: float = 0.1,  # = the run config's algorithm.opd_c (one set of defaults; tested)
     **ppo_kwargs,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """opd-advantage: PPO-clip on Ahat_t = A_i - c (logp_old - logp_T); `token_advantages` is ignored."""

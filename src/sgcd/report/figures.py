@@ -21,8 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from sgcd.report.rundir import Group  # noqa: E402
+from sgcd.types import TOKEN_TYPES  # noqa: E402
 
-TOKEN_TYPE_NAMES = {0: "observation", 1: "reasoning", 2: "tool_call", 3: "answer"}  # = sgcd.types.TOKEN_TYPES
+TOKEN_TYPE_NAMES = TOKEN_TYPES  # the one table, sgcd.types
 DPI = 80
 
 # Headline figures: title -> candidate keys (each drawn when present; shell-style wildcards allowed).

@@ -23,8 +23,8 @@ from sgcd.types import Observation, Trajectory, TrajectoryGroup
 
 @dataclass(frozen=True)
 class RolloutLimits:
-    max_turns: int = 16  # assistant turns per episode
-    max_tokens: int = 4096  # trajectory tokens per episode (after the prompt)
+    max_turns: int = 10  # assistant turns per episode (= the run config's sampling.max_turns, which reads it)
+    max_tokens: int = 768  # trajectory tokens per episode, after the prompt (= sampling.max_tokens)
     batch_size: int = 64  # most episodes sampled in one generate() call
 
 

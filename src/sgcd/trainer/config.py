@@ -22,7 +22,22 @@ from typing import Any
 
 import yaml
 
-ALGORITHMS = ("grpo", "sgcd", "sd-replace", "sd-aux", "opd-advantage")
+from sgcd.algorithm import (
+    ADVANTAGES,
+    ALGORITHMS,
+    TEACHERS,
+    Algorithm,
+    CreditSpec,
+    credit_problems,
+    loss_problems,
+)
+from sgcd.rollout.loop import RolloutLimits
+
+_CREDIT = CreditSpec()  # the credit defaults live in sgcd.algorithm (TRL and verl read the same ones)
+_LIMITS = RolloutLimits()  # the episode limits' defaults live with the rollout (TRL and verl read them too)
+# Keys an older config (a run directory's config.yaml) may carry that no longer exist, with the only value they
+# could hold: dropped on load. credit.divergence had one allowed value (logratio) and was read nowhere.
+RETIRED = {("credit", "divergence"): "logratio"}
 # The presets ship inside the package (sgcd/presets/*.yaml), so an installed wheel has them too.
 PRESET_DIR = Path(str(importlib.resources.files("sgcd.presets")))
 CONFIG_DIR = PRESET_DIR  # the old name, kept for callers
@@ -118,24 +133,22 @@ class SamplingConfig:
     temperature: float = _f(0.7, "sampling temperature for training rollouts", lo=0.0)
     top_p: float = _f(1.0, "nucleus sampling p", gt=0.0, hi=1.0)
     max_new_tokens: int = _f(64, "max tokens per assistant turn", lo=1)
-    max_turns: int = _f(10, "max assistant turns per episode", lo=1)
-    max_tokens: int = _f(768, "max trajectory tokens (after the prompt) per episode", lo=16)
+    max_turns: int = _f(_LIMITS.max_turns, "max assistant turns per episode", lo=1)
+    max_tokens: int = _f(_LIMITS.max_tokens, "max trajectory tokens (after the prompt) per episode", lo=16)
 
 
 @dataclass
 class AlgorithmConfig:
     name: str = _f("sgcd", "training algorithm; grpo is the matched comparator (w = 1)", ALGORITHMS)
-    advantage: str = _f(
-        "grpo", "group advantage estimator (drgrpo = no std normalisation)", ("grpo", "drgrpo", "rloo")
-    )
+    advantage: str = _f("grpo", "group advantage estimator (drgrpo = no std normalisation)", ADVANTAGES)
     ppo_epochs: int = _f(1, "passes over the step's trajectories", lo=1)
     minibatch_size: int = _f(8, "trajectories per optimizer step (one PPO minibatch)", lo=1)
     microbatch_size: int = _f(
         2, "trajectories per forward/backward (gradient accumulation inside a minibatch)", lo=1
     )
-    clip_low: float = _f(0.2, "PPO clip eps_low", lo=0.0)
+    clip_low: float = _f(0.2, "PPO clip eps_low", lo=0.0, lt=1.0)
     clip_high: float = _f(0.28, "PPO clip eps_high (clip-higher)", lo=0.0)
-    dual_clip: float = _f(3.0, "dual-clip c for negative advantages (0 = off)", lo=0.0)
+    dual_clip: float = _f(3.0, "dual-clip c > 1 for negative advantages (0 = off)", lo=0.0)
     loss_agg: str = _f(
         "token-mean", "loss aggregation", ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
     )
@@ -151,24 +164,26 @@ class CreditConfig:
     teacher: str = _f(
         "pi_old",
         "who scores the trajectory with the credit reference: pi_old (the policy), reference (frozen initial "
-        "model), none (teacher sees the clean prompt = exact GRPO)",
-        ("pi_old", "reference", "none"),
+        "model, which then scores the student side too), none (teacher sees the clean prompt = exact GRPO)",
+        TEACHERS,
     )
-    divergence: str = _f(
-        "logratio",
-        "D1 sampled-token log-ratio (D2 top-k KL awaits a policy score at given token ids; the sd baselines use "
-        "the sampled-token estimator)",
-        ("logratio",),
+    eps: float = _f(_CREDIT.eps, "weight bound: w in [1-eps, 1+eps] before renormalising", gt=0.0, hi=0.99)
+    lam: float = _f(_CREDIT.lam, "lambda: w = (1-lambda) + lambda*w (0 = GRPO)", lo=0.0, hi=1.0)
+    level: str = _f(_CREDIT.level, "credit granularity", ("token", "turn"))
+    unsigned: bool = _f(_CREDIT.unsigned, "ablation: ignore the sign of A when forming u")
+    failures_only: bool = _f(
+        _CREDIT.failures_only, "reweight failed trajectories only (successes keep w = 1)"
     )
-    eps: float = _f(0.2, "weight bound: w in [1-eps, 1+eps] before renormalising", gt=0.0, hi=0.99)
-    lam: float = _f(1.0, "lambda: w = (1-lambda) + lambda*w (0 = GRPO)", lo=0.0, hi=1.0)
-    level: str = _f("token", "credit granularity", ("token", "turn"))
-    unsigned: bool = _f(False, "ablation: ignore the sign of A when forming u")
-    failures_only: bool = _f(False, "reweight failed trajectories only (successes keep w = 1)")
-    shuffle: bool = _f(False, "falsification control: shuffle w within each trajectory")
-    entropy_gate: bool = _f(False, "gate u by teacher entropy: g = clamp(1 - H_T/H0, g_min, 1)")
-    gate_h0: float = _f(4.0, "H0 of the entropy gate (nats)", gt=0.0)
-    gate_min: float = _f(0.0, "g_min of the entropy gate", lo=0.0, hi=1.0)
+    shuffle: bool = _f(_CREDIT.shuffle, "falsification control: shuffle w within each trajectory")
+    entropy_gate: bool = _f(
+        _CREDIT.entropy_gate, "gate u by teacher entropy: g = clamp(1 - H_T/H0, g_min, 1)"
+    )
+    gate_h0: float = _f(_CREDIT.gate_h0, "H0 of the entropy gate (nats)", gt=0.0)
+    gate_min: float = _f(_CREDIT.gate_min, "g_min of the entropy gate", lo=0.0, hi=1.0)
+
+    def spec(self) -> CreditSpec:
+        """This section as the credit spec sgcd.algorithm takes (the same names)."""
+        return CreditSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(CreditSpec)})
 
 
 @dataclass
@@ -257,14 +272,20 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
+    def algorithm_spec(self) -> Algorithm:
+        """The run's algorithm (sgcd.algorithm.Algorithm): what a step needs and the token-advantage glue."""
+        a = self.algorithm
+        return Algorithm(a.name, a.advantage, self.credit.teacher, self.credit.spec(), a.kl_beta)
+
+    @property
     def uses_teacher(self) -> bool:
         """True when the step scores trajectories with a credit-reference teacher (one extra forward)."""
-        return self.algorithm.name != "grpo" and self.credit.teacher != "none"
+        return self.algorithm_spec.needs_references
 
     @property
     def needs_reference_model(self) -> bool:
         """True when a frozen copy of the initial model must be loaded (KL term or reference teacher)."""
-        return self.algorithm.kl_beta > 0 or (self.uses_teacher and self.credit.teacher == "reference")
+        return self.algorithm_spec.needs_reference
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -416,8 +437,22 @@ def make_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
     return from_dict(data)
 
 
+def _drop_retired(data: dict) -> dict:
+    """`data` without the RETIRED keys (a retired key holding another value is an error naming it)."""
+    out = dict(data)
+    for (section, key), only in RETIRED.items():
+        block = out.get(section)
+        if isinstance(block, dict) and key in block:
+            if block[key] != only:
+                raise ConfigError(
+                    f"{section}.{key} was removed (it could only be {only!r}); got {block[key]!r}"
+                )
+            out[section] = {k: v for k, v in block.items() if k != key}
+    return out
+
+
 def from_dict(data: dict) -> RunConfig:
-    cfg = _build(RunConfig, data)
+    cfg = _build(RunConfig, _drop_retired(data))
     check_consistency(cfg)
     return cfg
 
@@ -434,6 +469,10 @@ def check_consistency(cfg: RunConfig) -> None:
             f"model.dtype={cfg.model.dtype} would train {cfg.model.dtype} parameters (updates round away); keep "
             f"model.dtype=float32 and set model.autocast={cfg.model.dtype} for low-precision compute"
         )
+    bad = [f"credit.{p}" for p in credit_problems(**dataclasses.asdict(cfg.credit))]
+    bad += [f"algorithm.{p}" for p in loss_problems(**dataclasses.asdict(cfg.algorithm))]
+    if bad:  # what sgcd.core would refuse at the first step, refused before any model loads
+        raise ConfigError(bad[0])
     if cfg.summarizer.kind == "llm" and (not cfg.summarizer.base_url or not cfg.summarizer.model):
         raise ConfigError("summarizer.kind=llm needs summarizer.base_url and summarizer.model")
 

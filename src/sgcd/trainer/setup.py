@@ -108,7 +108,7 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module):
 def check_summarizer_endpoint(cfg: RunConfig, timeout_s: float = 5.0) -> None:
     """For summarizer.kind=llm: fail fast, before any run folder is written, if the endpoint does not answer."""
     s = cfg.summarizer
-    if s.kind != "llm" or cfg.algorithm.name == "grpo" or cfg.credit.teacher == "none":
+    if s.kind != "llm" or not cfg.algorithm_spec.needs_references:
         return
     import urllib.error
     import urllib.request

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgcd.rollout.sampling import TaskSampler
 from sgcd.trainer import checkpoint as ckpt
 from sgcd.trainer import preflight, rundir
 from sgcd.trainer.checkpoint import write_atomic_text
 from sgcd.trainer.config import RunConfig, load_config, save_config, to_dict
 from sgcd.trainer.logging import JsonlLogger, Logger, MultiLogger, StdoutLogger, read_jsonl
-from sgcd.trainer.loop.collect import TaskSampler
 from sgcd.trainer.loop.step import StepContext, StepOutput, run_step
 from sgcd.trainer.progress import Progress
 from sgcd.trainer.runs import prepare_run_dir, write_samples, write_summary
@@ -102,7 +102,11 @@ class Trainer:
         )
 
     def generators(self) -> dict[str, torch.Generator]:
-        return {"policy": self.policy.generator, "trainer": self.generator}
+        return {
+            "policy": self.policy.generator,
+            "trainer": self.generator,
+            "shuffle": self.ctx.shuffle_generator,
+        }
 
     def open_loggers(self) -> None:
         self.jsonl = JsonlLogger(self.run_dir / "metrics.jsonl")

@@ -45,7 +45,7 @@ def test_trlparser_reads_sgcd_fields_from_yaml_and_flags(tmp_path):
 def test_bad_values_name_the_config_field(tmp_path):
     with pytest.raises(ValueError, match=r"SGCDConfig.sgcd_advantage='ppo'"):
         _config(tmp_path, sgcd_advantage="ppo")
-    with pytest.raises(ValueError, match=r"SGCDConfig: eps must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"SGCDConfig.sgcd_eps: 1.5 must be in \(0, 1\)"):
         _config(tmp_path, sgcd_eps=1.5)
     with pytest.raises(ValueError, match="sgcd_summarizer_options is not valid JSON"):
         _config(tmp_path, sgcd_summarizer_options="{nope")

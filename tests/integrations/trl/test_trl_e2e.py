@@ -18,7 +18,6 @@ from sgcd.integrations.trl import SGCDGRPOTrainer, SGCDOptions, env_reward, task
 from sgcd.policy.hf import HFPolicy
 from sgcd.trainer.config import make_config
 from sgcd.trainer.loop.batch import collate, score_batch
-from sgcd.trainer.loop.collect import _is_mixed
 from sgcd.trainer.loop.step import StepContext, credit, score_teacher
 from sgcd.trainer.loop.teacher import build_references
 
@@ -55,7 +54,7 @@ def _independent_token_advantages(gen: dict) -> torch.Tensor:
     policy, batch = _policy_at(gen["state"]), gen["batch"]
     trajs, T = batch.trajectories, gen["out"]["completion_ids"].shape[1]
     summarizer = make_summarizer("offline")
-    refs = [summarizer.summarize(g) if _is_mixed(g) else None for g in batch.groups]
+    refs = [summarizer.summarize(g) if g.is_mixed else None for g in batch.groups]
     gids = torch.tensor([k for k, g in enumerate(batch.groups) for _ in g.trajectories])
     adv_B, _ = grpo_advantages(torch.tensor([t.reward for t in trajs]), gids)
     conts = [list(t.token_ids) for t in trajs]
@@ -103,7 +102,7 @@ def test_reference_trainer_path_gives_the_same_token_advantages(sgcd_run):
         cfg=cfg, policy=policy, domain=None, sampler=None, optimizer=None, scheduler=None, sampling_params=None,
         limits=None, generator=torch.Generator().manual_seed(0), summarizer=make_summarizer("offline"),
     )  # fmt: skip
-    mixed = [g for g in batch.groups if _is_mixed(g)]
+    mixed = [g for g in batch.groups if g.is_mixed]
     assert mixed, "no mixed group in the batch"
     refs, _ = build_references(ctx, mixed)
     tb = collate(mixed)
@@ -111,7 +110,7 @@ def test_reference_trainer_path_gives_the_same_token_advantages(sgcd_run):
     old = score_batch(
         policy, tb.prefixes, tb.continuations, tb.T, cfg.algorithm.microbatch_size, with_entropy=True
     )
-    _, ref_ahat_B_T, _ = credit(ctx, tb, adv_B, old, score_teacher(ctx, tb, refs, old), refs)
+    _, ref_ahat_B_T, _ = credit(ctx, tb, adv_B, *score_teacher(ctx, tb, refs, old), refs)
     # the subclass's (B, T) advantages for the same rows (mixed groups; rollout order = collate order)
     ours = gen["out"]["advantages"][gen["batch"].kept_B]
     assert ours.shape[0] == ref_ahat_B_T.shape[0]

@@ -11,7 +11,7 @@ from sgcd.envs.base import Task
 from sgcd.integrations.trl import SGCDOptions, SGCDRollout, env_reward
 from sgcd.policy.base import Completion, SamplingParams
 from sgcd.rollout import RolloutLimits
-from sgcd.trainer.loop.collect import TaskSampler
+from sgcd.rollout.sampling import TaskSampler
 from sgcd.types import Message, Observation, StepResult
 
 EOT, PROMPT = 2, (100, 101, 102)
@@ -139,7 +139,7 @@ def test_bad_options_name_the_field():
         SGCDOptions(teacher="reference")
     with pytest.raises(ValueError, match=r"SGCDOptions.advantage='ppo'"):
         SGCDOptions(advantage="ppo")
-    with pytest.raises(ValueError, match="eps must be in"):
+    with pytest.raises(ValueError, match=r"SGCDOptions.eps: 1.5 must be in \(0, 1\)"):
         SGCDOptions(eps=1.5)
 
 

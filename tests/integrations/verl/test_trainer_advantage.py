@@ -142,17 +142,32 @@ def expected(tiny, outputs, teacher: bool):
     if not teacher:
         w = torch.ones_like(old)
     else:
-        recs = [json.loads(o.extra_fields["sgcd"]) for _, o in outputs[:3]]
-        group = group_from_json(
-            {"prompt": recs[0]["prompt"], "siblings": [{"episode": r["episode"]} for r in recs]}
-        )
-        ref = make_summarizer("offline").summarize(group)
-        prefix = teacher_prefixes(TokenizerCodec(tiny.tokenizer), group, ref)
-        heads = [prefix] * 3 + prompts[3:]
-        teach = tiny.score(heads, responses).logprobs[:, :T]
-        w, _ = credit_weights(teach, old, a_B, mask)
+        w, _ = credit_weights(_teacher_scores(tiny, outputs, T), old, a_B, mask)
     ahat, _ = reshape_advantages(a_B, w, mask)
     return a_B, w, ahat, mask
+
+
+def real_group(outputs):
+    """u0 as the reference trainer holds it: the episodes, the clean prompt *and* the task's instruction, taken
+    from the domain (not from the record the agent loop wrote), so a lossy record shows up as a difference."""
+    from sgcd.envs.base import get_domain
+
+    recs = [json.loads(o.extra_fields["sgcd"]) for _, o in outputs[:3]]
+    task = get_domain("airline-lite").tasks("train")[GROUPS[0][1]]
+    return group_from_json(
+        {"task_id": task.task_id, "instruction": task.instruction, "prompt": recs[0]["prompt"],
+         "siblings": [{"episode": r["episode"]} for r in recs]}
+    )  # fmt: skip
+
+
+def _teacher_scores(tiny, outputs, T):
+    """Teacher log-probs: u0 after the offline reference's prefix (from the real group), u1 its own prompt."""
+    group = real_group(outputs)
+    ref = make_summarizer("offline").summarize(group)
+    prefix = teacher_prefixes(TokenizerCodec(tiny.tokenizer), group, ref)
+    prompts = [o.prompt_ids for _, o in outputs]
+    heads = [prefix] * 3 + prompts[3:]
+    return tiny.score(heads, [o.response_ids for _, o in outputs]).logprobs[:, :T]
 
 
 def test_sgcd_advantages_equal_core(tiny, outputs, monkeypatch):
@@ -236,3 +251,95 @@ def test_reshaped_advantages_keep_sign_and_reduce_to_grpo(B, T, seed, variant):
         adv_B_T, mask, old, old.clone(), opts, generator=torch.Generator().manual_seed(0)
     )
     assert torch.allclose(same, adv_B_T, atol=1e-6)
+
+
+# ---- issue 18: the seams between verl's batch and the algorithm -------------------------------------------------
+
+
+class SpySummarizer:
+    """The offline summarizer, recording the groups it was given."""
+
+    def __init__(self) -> None:
+        self.inner, self.groups = make_summarizer("offline"), []
+
+    def summarize(self, group):
+        self.groups.append(group)
+        return self.inner.summarize(group)
+
+    def metrics(self, reset: bool = False):
+        return self.inner.metrics(reset=reset)
+
+
+def _with_reward(output, reward: float):
+    """An AgentLoopOutput whose reward (score and record) is `reward`; its own success flag stays as played."""
+    import dataclasses
+
+    rec = json.loads(output.extra_fields["sgcd"])
+    rec["episode"]["reward"] = reward
+    extra = {**output.extra_fields, "sgcd": json.dumps(rec)}
+    return (
+        dataclasses.replace(output, reward_score=reward, extra_fields=extra)
+        if dataclasses.is_dataclass(output)
+        else output.model_copy(update={"reward_score": reward, "extra_fields": extra})
+    )
+
+
+def test_sgcd_turn_variant_runs_and_equals_core_with_turn_ids(tiny, outputs, monkeypatch):
+    """sgcd-turn: the turn ids the agent loop ships reach the credit weights (it used to crash)."""
+    tq = FakeTQ()
+    batch = build_batch(tiny, outputs, tq)
+    trainer = make_trainer(tiny, tq, monkeypatch, {"variant": "sgcd-turn", "summarizer": "offline"})
+    trainer._compute_advantage(batch, {})
+    a_B, _, _, mask = expected(tiny, outputs, teacher=True)
+    T = mask.shape[1]
+    turns = torch.full(mask.shape, -1, dtype=torch.long)
+    for i, (_, o) in enumerate(outputs):
+        ids = json.loads(o.extra_fields["sgcd"])["turn_ids"]
+        turns[i, : len(ids)] = torch.tensor(ids)
+    teach = _teacher_scores(tiny, outputs, T)
+    old = tiny.score([o.prompt_ids for _, o in outputs], [o.response_ids for _, o in outputs]).logprobs[:, :T]
+    w, _ = credit_weights(teach, old, a_B, mask, turn_ids=torch.where(mask, turns, 0))
+    want, _ = reshape_advantages(a_B, w, mask)
+    got = padded(tq, batch.keys, "advantages")
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+def test_group_record_carries_the_task_instruction(tiny, outputs, domain, monkeypatch):
+    """The summarizer sees the task as the agent was given it, so the reference (and its leakage guard) has it."""
+    tq = FakeTQ()
+    batch = build_batch(tiny, outputs, tq)
+    trainer = make_trainer(tiny, tq, monkeypatch, {"variant": "sgcd", "summarizer": "offline"})
+    spy = SpySummarizer()
+    trainer._sgcd_summarizer = spy
+    trainer._compute_advantage(batch, {})
+    (group,) = spy.groups
+    task = domain.tasks("train")[14]
+    assert group.instruction == task.instruction and group.instruction
+    assert group.task_id == task.task_id
+
+
+def test_evidence_is_labelled_by_success_threshold(tiny, outputs, monkeypatch):
+    """success_threshold picks the mixed groups *and* labels the evidence: a 0.6 sibling at threshold 0.5 is a
+    success in the reference, whatever flag the environment gave it."""
+    rows = [(u, o) for u, o in outputs]
+    rows[2] = (rows[2][0], _with_reward(rows[2][1], 0.6))  # u0: [1, 1, 0.6]
+    rows[5] = (rows[5][0], _with_reward(rows[5][1], 0.0))  # u1: [1, 1, 0]
+    tq = FakeTQ()
+    batch = build_batch(tiny, rows, tq)
+    trainer = make_trainer(
+        tiny, tq, monkeypatch, {"variant": "sgcd", "summarizer": "offline", "success_threshold": 0.5}
+    )
+    spy = SpySummarizer()
+    trainer._sgcd_summarizer = spy
+    trainer._compute_advantage(batch, {})
+    (group,) = spy.groups  # u0 is all-success at 0.5, u1 mixed
+    assert [t.success for t in group.trajectories] == [True, True, False]
+    assert [t.reward for t in group.trajectories] == [1.0, 1.0, 0.0]
+    spy.groups.clear()
+    trainer.config.sgcd.success_threshold = 0.65  # now u0 is mixed too; its 0.6 sibling is a failure
+    trainer._compute_advantage(build_batch(tiny, rows, tq), {})
+    assert [[t.success for t in g.trajectories] for g in spy.groups] == [[True, True, False]] * 2
+    spy.groups.clear()
+    trainer.config.sgcd.success_threshold = 0.55
+    trainer._compute_advantage(build_batch(tiny, rows, tq), {})
+    assert [[t.success for t in g.trajectories] for g in spy.groups] == [[True, True, False]]

@@ -18,6 +18,7 @@ from typing import Any
 
 from trl import GRPOConfig
 
+from sgcd.algorithm import CreditSpec
 from sgcd.integrations.trl.trainer import ADVANTAGES, TEACHERS, SGCDOptions
 
 
@@ -54,23 +55,29 @@ class SGCDConfig(GRPOConfig):
     )
     sgcd_max_concurrency: int = field(default=4, metadata={"help": "groups summarized concurrently"})
     sgcd_eps: float = field(
-        default=0.2, metadata={"help": "credit-weight bound: w in [1-eps, 1+eps], in (0, 1)"}
+        default=CreditSpec.eps, metadata={"help": "credit-weight bound: w in [1-eps, 1+eps], in (0, 1)"}
     )
-    sgcd_lam: float = field(default=1.0, metadata={"help": "lambda: w = (1-lambda) + lambda*w (0 = GRPO)"})
+    sgcd_lam: float = field(
+        default=CreditSpec.lam, metadata={"help": "lambda: w = (1-lambda) + lambda*w (0 = GRPO)"}
+    )
     sgcd_level: str = field(
-        default="token", metadata={"help": "credit granularity", "choices": ["token", "turn"]}
+        default=CreditSpec.level, metadata={"help": "credit granularity", "choices": ["token", "turn"]}
     )
     sgcd_unsigned: bool = field(
-        default=False, metadata={"help": "ablation: ignore the sign of A when forming u"}
+        default=CreditSpec.unsigned, metadata={"help": "ablation: ignore the sign of A when forming u"}
     )
     sgcd_failures_only: bool = field(
-        default=False, metadata={"help": "reweight failed trajectories only (successes keep w = 1)"}
+        default=CreditSpec.failures_only,
+        metadata={"help": "reweight failed trajectories only (successes keep w = 1)"},
     )
     sgcd_entropy_gate: bool = field(
-        default=False, metadata={"help": "gate u by teacher entropy: g = clamp(1 - H_T/H0, g_min, 1)"}
+        default=CreditSpec.entropy_gate,
+        metadata={"help": "gate u by teacher entropy: g = clamp(1 - H_T/H0, g_min, 1)"},
     )
-    sgcd_gate_h0: float = field(default=4.0, metadata={"help": "H0 of the entropy gate (nats)"})
-    sgcd_gate_min: float = field(default=0.0, metadata={"help": "g_min of the entropy gate"})
+    sgcd_gate_h0: float = field(
+        default=CreditSpec.gate_h0, metadata={"help": "H0 of the entropy gate (nats)"}
+    )
+    sgcd_gate_min: float = field(default=CreditSpec.gate_min, metadata={"help": "g_min of the entropy gate"})
     sgcd_score_microbatch: int = field(
         default=8, metadata={"help": "rows per no-grad scoring forward (student and teacher log-probs)"}
     )

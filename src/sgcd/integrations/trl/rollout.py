@@ -34,8 +34,10 @@ import torch
 from sgcd.core.sampling import refill_plan
 from sgcd.policy.base import SamplingParams
 from sgcd.rollout import RolloutLimits, run_groups
-from sgcd.trainer.loop.collect import TaskSampler, _is_mixed
+from sgcd.rollout.sampling import TaskSampler
 from sgcd.types import TrajectoryGroup
+
+RANK_SEED_STRIDE = 7919  # refill sampler seed of rank r: seed + r * this
 
 
 def task_dataset(domain: Any, split: str = "train", limit: int | None = None) -> Any:
@@ -106,6 +108,7 @@ class SGCDRollout:
             raise ValueError(f"SGCDRollout: max_rounds must be >= 1, got {self.max_rounds}")
         train = self.domain.tasks(self.split)
         self._sampler = TaskSampler(train, self.seed)
+        self._rank = 0  # the process the sampler is seeded for (bind_rank, at the first call)
         extra = self.domain.tasks(self.eval_split) if self.eval_split else []
         self._tasks = {t.task_id: t for t in [*train, *extra]}
 
@@ -134,7 +137,19 @@ class SGCDRollout:
             self._wrapped = (base, self.wrap_policy(base))
         return self._wrapped[1]
 
+    def bind_rank(self, rank: int) -> None:
+        """Seed the refill sampler for this process: rank r draws seed + r * RANK_SEED_STRIDE (rank 0 keeps
+        `seed`), so processes do not refill from the same task sequence. The position (epoch, pos) is kept."""
+        rank = int(rank)
+        if rank == self._rank:
+            return
+        state = self._sampler.state_dict()
+        self._sampler = TaskSampler(self._sampler.tasks, self.seed + RANK_SEED_STRIDE * rank)
+        self._sampler.load_state_dict(state)
+        self._rank = rank
+
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
+        self.bind_rank(getattr(getattr(trainer, "accelerator", None), "process_index", 0) or 0)
         training = bool(trainer.model.training)
         G = int(trainer.num_generations if training else trainer.num_generations_eval)
         tasks = self._tasks_of(prompts, G)
@@ -144,7 +159,7 @@ class SGCDRollout:
         dynamic = self.dynamic_sampling and training  # evaluation never resamples or masks
         if dynamic:
             groups, metrics = self._refill(policy, groups, G)
-        mixed = [_is_mixed(g) or not dynamic for g in groups]
+        mixed = [g.is_mixed or not dynamic for g in groups]
         kept_B = torch.tensor([m for m, g in zip(mixed, groups) for _ in g.trajectories], dtype=torch.bool)
         metrics["sampling/kept_frac"] = float(kept_B.float().mean()) if len(kept_B) else 0.0
         self.last = RolloutBatch(groups=groups, kept_B=kept_B, metrics=metrics)
@@ -189,7 +204,7 @@ class SGCDRollout:
         target, rounds, sampled = len(groups), 1, len(groups)
         replaced = 0
         while True:
-            slots = [k for k, g in enumerate(groups) if not _is_mixed(g)]
+            slots = [k for k, g in enumerate(groups) if not g.is_mixed]
             decision, _ = refill_plan(
                 target, target - len(slots), rounds, self.max_rounds, sampled_groups=sampled,
                 max_per_round=4 * target,
@@ -205,7 +220,7 @@ class SGCDRollout:
                 self.limits,
             )
             rounds, sampled = rounds + 1, sampled + len(fresh)
-            for g in (g for g in fresh if _is_mixed(g)):
+            for g in (g for g in fresh if g.is_mixed):
                 if not slots:
                     break
                 groups[slots.pop(0)] = g

@@ -29,8 +29,11 @@ That forward needs whole parameters on each rank (DDP, ZeRO-1/2); ZeRO-3 / FSDP 
 from __future__ import annotations
 
 import json
+import types
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +41,11 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
+from sgcd.algorithm import Algorithm, CreditSpec, credit_problems
 from sgcd.core.advantages import ADVANTAGE_ESTIMATORS
-from sgcd.core.credit import CREDIT_VARIANTS, credit_weights, reshape_advantages
 from sgcd.integrations.trl.compat import check_trl
 from sgcd.integrations.trl.rollout import RolloutBatch, SGCDRollout, env_reward, task_dataset
-from sgcd.trainer.loop.batch import score_batch
+from sgcd.policy.scoring import score_batch
 
 TEACHERS = ("pi_old", "none")
 ADVANTAGES = ("trl", *ADVANTAGE_ESTIMATORS)
@@ -64,14 +67,14 @@ class SGCDOptions:
     summarizer_options: dict[str, Any] = field(default_factory=dict)
     max_concurrency: int = 4
     advantage: str = "trl"
-    eps: float = 0.2
-    lam: float = 1.0
-    level: str = "token"
-    unsigned: bool = False
-    failures_only: bool = False
-    entropy_gate: bool = False
-    gate_h0: float = 4.0
-    gate_min: float = 0.0
+    eps: float = CreditSpec.eps  # the credit defaults are sgcd.algorithm's (= the run config's)
+    lam: float = CreditSpec.lam
+    level: str = CreditSpec.level
+    unsigned: bool = CreditSpec.unsigned
+    failures_only: bool = CreditSpec.failures_only
+    entropy_gate: bool = CreditSpec.entropy_gate
+    gate_h0: float = CreditSpec.gate_h0
+    gate_min: float = CreditSpec.gate_min
     score_microbatch: int = 8
 
     def __post_init__(self) -> None:
@@ -82,12 +85,22 @@ class SGCDOptions:
         ):
             if value not in allowed:
                 raise ValueError(f"SGCDOptions.{name}={value!r}; choose one of {list(allowed)}")
-        if not 0.0 < self.eps < 1.0 or not 0.0 <= self.lam <= 1.0:
-            raise ValueError(
-                f"SGCDOptions: eps must be in (0, 1) and lam in [0, 1], got {self.eps}, {self.lam}"
-            )
+        bad = credit_problems(eps=self.eps, lam=self.lam, level=self.level, gate_h0=self.gate_h0,
+                              gate_min=self.gate_min)  # fmt: skip
+        if bad:  # the run config's checks (sgcd.algorithm), one line naming the field
+            raise ValueError(f"SGCDOptions.{bad[0]}")
         if self.score_microbatch < 1:
             raise ValueError(f"SGCDOptions.score_microbatch must be >= 1, got {self.score_microbatch}")
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """These options as sgcd.algorithm's Algorithm (teacher none: w = 1, plain GRPO)."""
+        credit = CreditSpec(**{f: getattr(self, f) for f in CREDIT_FIELDS})
+        advantage = "grpo" if self.advantage == "trl" else self.advantage
+        return Algorithm("sgcd", advantage=advantage, teacher=self.teacher, credit=credit)
+
+
+CREDIT_FIELDS = ("eps", "lam", "level", "unsigned", "failures_only", "entropy_gate", "gate_h0", "gate_min")
 
 
 @dataclass
@@ -135,47 +148,114 @@ def sgcd_token_advantages(
     if options.advantage == "trl":
         if trl_advantages_B is None:
             raise ValueError("sgcd_token_advantages: advantage='trl' needs trl_advantages_B")
+    if options.teacher == "none":
+        return token_advantages_from_scores(
+            batch, mask, options, None, None, trl_advantages_B=trl_advantages_B
+        )
+    refs = _references(summarizer, batch, options)
+    continuations = [list(t.token_ids) for t in trajs]
+    micro = options.score_microbatch
+    with eval_mode(policy.model):  # TRL trains in train mode: dropout would make w noise
+        student = score_batch(policy, [list(t.prompt_ids) for t in trajs], continuations, T, micro)
+        teacher = score_batch(
+            policy,
+            _teacher_rows(policy, batch, refs),
+            continuations,
+            T,
+            micro,
+            with_entropy=options.entropy_gate,
+        )
+    step = token_advantages_from_scores(
+        batch, mask, options, student.logprobs_B_T, teacher.logprobs_B_T,
+        teacher_entropy_B_T=teacher.entropy_B_T, trl_advantages_B=trl_advantages_B,
+    )  # fmt: skip
+    step.references = refs
+    return step
+
+
+def token_advantages_from_scores(
+    batch: RolloutBatch,
+    mask_B_T: torch.Tensor,
+    options: SGCDOptions,
+    student_B_T: torch.Tensor | None,
+    teacher_B_T: torch.Tensor | None,
+    *,
+    teacher_entropy_B_T: torch.Tensor | None = None,
+    trl_advantages_B: torch.Tensor | None = None,
+) -> SGCDStep:
+    """The translation from TRL's batch to `sgcd.algorithm`: A_i (TRL's, or sgcd.core's estimator over the env
+    rewards), the trajectories' turn ids padded to TRL's T, then Algorithm.token_advantages (the call the
+    reference trainer and verl make). teacher_B_T None: w = 1."""
+    trajs = batch.trajectories
+    mask = mask_B_T.detach().bool().cpu()
+    B, T = mask.shape
+    alg = options.algorithm
+    if options.advantage == "trl":
         adv_B, metrics = trl_advantages_B.detach().float().cpu(), {}
     else:
         gid_B = torch.tensor(
             [k for k, g in enumerate(batch.groups) for _ in g.trajectories], dtype=torch.long
         )
         rewards_B = torch.tensor([t.reward for t in trajs], dtype=torch.float32)
-        adv_B, metrics = ADVANTAGE_ESTIMATORS[options.advantage](rewards_B, gid_B)
-    if options.teacher == "none":
-        w_B_T, w_metrics = CREDIT_VARIANTS["grpo"](None, torch.zeros(B, T), adv_B, mask)
-        ahat_B_T, a_metrics = reshape_advantages(adv_B, w_B_T, mask)
-        return SGCDStep(adv_B, w_B_T, ahat_B_T, mask, metrics={**metrics, **w_metrics, **a_metrics})
-    refs = _references(summarizer, batch, options)
-    continuations = [list(t.token_ids) for t in trajs]
-    micro = options.score_microbatch
-    student = score_batch(policy, [list(t.prompt_ids) for t in trajs], continuations, T, micro)
-    teacher = score_batch(
-        policy, _teacher_rows(policy, batch, refs), continuations, T, micro, with_entropy=options.entropy_gate
-    )
+        adv_B, metrics = alg.advantages(rewards_B, gid_B)
+    student = torch.zeros(B, T) if student_B_T is None else student_B_T
     turns_B_T = _padded([t.turn_ids for t in trajs], T, -1, torch.long)
-    w_B_T, w_metrics = credit_weights(
-        teacher.logprobs_B_T,
-        student.logprobs_B_T,
-        adv_B,
-        mask,
-        options.eps,
-        options.lam,
-        turn_ids=torch.where(mask, turns_B_T, 0).clamp(min=0) if options.level == "turn" else None,
-        teacher_entropy=teacher.entropy_B_T if options.entropy_gate else None,
-        gate_h0=options.gate_h0,
-        gate_min=options.gate_min,
-        signed=not options.unsigned,
-        failures_only=options.failures_only,
-    )
-    ahat_B_T, a_metrics = reshape_advantages(adv_B, w_B_T, mask)
-    delta = (teacher.logprobs_B_T - student.logprobs_B_T)[mask]
-    metrics.update(w_metrics)
-    metrics.update(a_metrics)
-    metrics["credit/teacher_minus_student_mean"] = float(delta.mean()) if delta.numel() else 0.0
-    return SGCDStep(
-        adv_B, w_B_T, ahat_B_T, mask, student.logprobs_B_T, teacher.logprobs_B_T, refs, metrics=metrics
-    )
+    out = alg.token_advantages(adv_B, mask, student, teacher_B_T, turn_ids_B_T=turns_B_T,
+                               teacher_entropy_B_T=teacher_entropy_B_T)  # fmt: skip
+    metrics = {**metrics, **out.metrics}
+    if teacher_B_T is not None:
+        delta = (teacher_B_T - student)[mask]
+        metrics["credit/teacher_minus_student_mean"] = float(delta.mean()) if delta.numel() else 0.0
+    return SGCDStep(adv_B, out.weights_B_T, out.token_advantages_B_T, mask, student_B_T, teacher_B_T,
+                    metrics=metrics)  # fmt: skip
+
+
+@contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """`model` in eval mode (no dropout) inside the block, its previous mode restored after."""
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+# Loss types whose normaliser counts rows (a mean over sequences, or rows x max length): a masked row (a group
+# dynamic sampling could not make mixed) would still count there, so it is dropped before the loss.
+ROW_NORMALISED_LOSSES = ("grpo", "sapo", "luspo", "dr_grpo")
+
+
+def drop_masked_rows(inputs: dict[str, Any]) -> dict[str, Any]:
+    """`inputs` without the rows that have no loss token (completion_mask * tool_mask all 0); every per-row tensor
+    is filtered (the same rule TRL's own splitting and shuffling apply). Unchanged when every row or no row has a
+    loss token (the all-masked batch gives a zero loss and takes no optimizer step, see the trainer)."""
+    mask = inputs["completion_mask"]
+    if "tool_mask" in inputs:
+        mask = mask * inputs["tool_mask"]
+    keep_B = mask.bool().any(-1)
+    if bool(keep_B.all()) or not bool(keep_B.any()):
+        return inputs
+    B = keep_B.shape[0]
+    return {
+        k: v[keep_B] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == B else v
+        for k, v in inputs.items()
+    }
+
+
+def _gate_optimizer_step(optimizer: Any, skip: Any) -> None:
+    """Make `optimizer.step` a no-op while `skip()` is true (a bound method, so torch's LR schedulers can wrap it)."""
+    if getattr(optimizer, "_sgcd_gated", False):
+        return
+    inner = optimizer.step
+
+    def step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if skip():
+            return None
+        return inner(*args, **kwargs)
+
+    optimizer.step = types.MethodType(step, optimizer)
+    optimizer._sgcd_gated = True
 
 
 def _references(summarizer: Any, batch: RolloutBatch, options: SGCDOptions) -> list[Any]:
@@ -267,6 +347,19 @@ class SGCDGRPOTrainer(GRPOTrainer):
 
             self.sgcd_summarizer = make_summarizer(self.sgcd.summarizer, **self.sgcd.summarizer_options)
 
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's optimizer, whose step is skipped for a generation batch with no loss token on any process (no
+        mixed group found): a zero gradient would still move AdamW's moments and apply its weight decay."""
+        optimizer = super().create_optimizer(*args, **kwargs)
+        _gate_optimizer_step(optimizer, lambda: getattr(self, "_sgcd_skip_update", False))
+        return optimizer
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> Any:
+        """TRL's loss; for the row-normalised loss types, masked rows are dropped first so they do not count."""
+        if self.loss_type in ROW_NORMALISED_LOSSES:
+            inputs = drop_masked_rows(inputs)
+        return super()._compute_loss(model, inputs)
+
     ROLLOUT_STATE = "sgcd_rollout.json"  # in each checkpoint-N folder: the refill sampler's position
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
@@ -301,6 +394,10 @@ class SGCDGRPOTrainer(GRPOTrainer):
         adv = out["advantages"]
         out["advantages"] = step.token_advantages_B_T.to(device=adv.device, dtype=adv.dtype)
         mode = "train" if self.model.training else "eval"
+        if mode == "train":  # no loss token on any process: the optimizer steps this batch feeds are skipped
+            any_B = torch.tensor([float(step.mask_B_T.any())], device=self.accelerator.device)
+            self._sgcd_skip_update = not bool(self.accelerator.gather(any_B).sum() > 0)
+            batch.metrics["sampling/skipped_update"] = float(self._sgcd_skip_update)
         sums: dict[str, float] = defaultdict(float)
         sums.update(batch.metrics)
         sums.update({k: float(v) for k, v in step.metrics.items()})

@@ -9,11 +9,11 @@ are recorded by `sgcd.rollout.record.EpisodeRecorder` (the reference trainer's r
     response_mask = [1 ... 1][0 ..0][1 ... 1][0 ..0]...[1 ... 1]    1 exactly on tokens the server sampled
 
 and `reward_score` is the domain verifier's reward (verl puts it on the last response token as `rm_scores`, so no
-reward function is needed). The text-level episode and the clean prompt travel in
+reward function is needed). The text-level episode, the clean prompt, the task instruction and the turn ids travel in
 `extra_fields["sgcd"]` (JSON), which the SGCD trainer reads to build the credit reference.
 
 Domain options (a tau3-airline user simulator, an AppWorld root) come from the config's `sgcd.env_options`.
-Limits: `actor_rollout_ref.rollout.multi_turn.max_assistant_turns` (0/None: 16) and the response budget
+Limits: `actor_rollout_ref.rollout.multi_turn.max_assistant_turns` (0/None: RolloutLimits().max_turns, 10) and the response budget
 `rollout.response_length`, cut exactly like `sgcd.rollout.loop` (a turn overrunning the budget is cut and not
 sent to the env). Departure from verl's `tool_agent_loop`: tool calls are parsed and executed by our env
 (`<tool_call>` JSON, `sgcd.envs.toolcalls`), not by verl's tool registry, and the template deltas come from
@@ -31,15 +31,15 @@ from uuid import uuid4
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
 
-from sgcd.credit_reference.group_io import episode_to_json, message_to_json
 from sgcd.integrations.verl import AGENT_NAME
 from sgcd.integrations.verl.codec import TokenizerCodec
+from sgcd.integrations.verl.credit import episode_record
 from sgcd.policy.base import Completion
 from sgcd.rollout.loop import RolloutLimits, _check_budget, _take_turn
 from sgcd.rollout.record import EpisodeRecorder
 from sgcd.types import Trajectory
 
-DEFAULT_MAX_TURNS = 16
+DEFAULT_MAX_TURNS = RolloutLimits().max_turns  # the run config's sampling.max_turns default
 _DOMAINS: dict[str, Any] = {}
 _TASKS: dict[tuple[str, str], dict[str, Any]] = {}
 _LOCK = threading.Lock()
@@ -78,14 +78,14 @@ def row_task(extra_info: dict[str, Any] | None) -> tuple[str, str, str]:
     return str(info["sgcd_env"]), str(info["sgcd_split"]), str(info["sgcd_task_id"])
 
 
-def trajectory_output(traj: Trajectory, opening: Any, metrics: dict[str, float]) -> AgentLoopOutput:
-    """A recorded trajectory as verl's AgentLoopOutput (+ the text-level record for the credit reference)."""
-    record = {
-        "episode": episode_to_json(traj.episode),
-        "prompt": {"messages": [message_to_json(m) for m in opening.messages], "tools": list(opening.tools)},
-        "turn_ids": list(traj.turn_ids),
-        "token_types": list(traj.token_types),
-    }
+def trajectory_output(
+    traj: Trajectory, opening: Any, metrics: dict[str, float], instruction: str = ""
+) -> AgentLoopOutput:
+    """A recorded trajectory as verl's AgentLoopOutput (+ the text-level record for the credit reference).
+
+    instruction: the task as the agent was given it; the summarizer and the leakage guard read it, as in the
+    reference trainer's groups."""
+    record = episode_record(traj, opening, instruction)
     sampled = any(traj.action_mask)
     return AgentLoopOutput(
         prompt_ids=list(traj.prompt_ids),
@@ -138,7 +138,8 @@ class SGCDAgentLoop(AgentLoopBase):
             await loop.run_in_executor(None, step)
             gen_s, env_s = gen_s + (t1 - t0), env_s + (loop.time() - t1)
         traj = rec.trajectory()
-        return trajectory_output(traj, rec.opening, {"generate_sequences": gen_s, "tool_calls": env_s})
+        metrics = {"generate_sequences": gen_s, "tool_calls": env_s}
+        return trajectory_output(traj, rec.opening, metrics, getattr(task, "instruction", ""))
 
     def _completion(self, out: Any) -> Completion:
         ids = [int(i) for i in out.token_ids]

@@ -3,7 +3,9 @@
 verl's outcome estimators (grpo, rloo, ...) write one advantage per trajectory broadcast over its response
 tokens: advantages_B_T = A_i * response_mask. We read A_i back as the masked row mean, refuse per-token
 advantages (GAE and the like: SGCD reweights an outcome advantage, algorithm.md §5), and return
-Ahat_B_T = A_i * w_B_T with w from the named `sgcd.core.credit.CREDIT_VARIANTS` entry.
+Ahat_B_T = A_i * w_B_T through `sgcd.algorithm` (the named credit variant as a CreditSpec). The record the
+`sgcd_agent` loop ships per row and the group it describes are built here too, so the loop, the trainer and
+the tests share one definition.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 import torch
 
-from sgcd.core.credit import CREDIT_VARIANTS, reshape_advantages
+from sgcd.algorithm import Algorithm, CreditSpec, credit_problems
+from sgcd.core.credit import CREDIT_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,22 @@ class SGCDOptions:
             )
         if opts.teacher not in ("policy", "none"):
             raise ValueError(f"sgcd.teacher={opts.teacher!r}; choose 'policy' or 'none'")
+        bad = credit_problems(eps=opts.eps, lam=opts.lam)
+        if bad:  # the checks the run config and TRL make, before any worker starts
+            raise ValueError(f"sgcd.{bad[0]}")
         return opts
 
     @property
+    def algorithm(self) -> Algorithm:
+        """The variant as sgcd.algorithm's Algorithm (teacher "policy" is the trainer's pi_old)."""
+        if self.variant == "grpo":
+            return Algorithm("grpo", teacher="none")
+        credit = CreditSpec.from_variant(self.variant, eps=self.eps, lam=self.lam)
+        return Algorithm("sgcd", teacher="pi_old" if self.teacher == "policy" else "none", credit=credit)
+
+    @property
     def uses_teacher(self) -> bool:
-        return self.variant != "grpo" and self.teacher != "none"
+        return self.algorithm.needs_references
 
 
 def outcome_advantages(adv_B_T: torch.Tensor, mask_B_T: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
@@ -93,20 +107,59 @@ def sgcd_token_advantages(
     turn_ids_B_T: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Ahat_B_T = A_i * w_B_T (0 off the mask) and the credit/ metrics; teacher None means w = 1."""
+    """Ahat_B_T = A_i * w_B_T (0 off the mask) and the credit/ metrics; teacher None means w = 1.
+
+    The translation only: A_i read back from verl's broadcast advantages, then `sgcd.algorithm`'s
+    token_advantages (the same call the reference trainer and TRL make)."""
     mask = mask_B_T.bool()
     a_B = outcome_advantages(adv_B_T.float(), mask)
-    old = old_logprobs_B_T.float()
-    if teacher_logprobs_B_T is None or opts.variant == "grpo":
-        w_B_T, metrics = CREDIT_VARIANTS["grpo"](None, old, a_B, mask)
-    else:
-        extra: dict[str, Any] = {}
-        if opts.variant == "sgcd-turn":
-            extra["turn_ids"] = turn_ids_B_T
-        if opts.variant == "shuffle":
-            extra["generator"] = generator
-        w_B_T, metrics = CREDIT_VARIANTS[opts.variant](
-            teacher_logprobs_B_T.float(), old, a_B, mask, opts.eps, opts.lam, **extra
-        )
-    ahat_B_T, adv_metrics = reshape_advantages(a_B, w_B_T, mask)
-    return ahat_B_T.to(adv_B_T.dtype), {**metrics, **adv_metrics}
+    out = opts.algorithm.token_advantages(
+        a_B, mask, old_logprobs_B_T.float(),
+        None if teacher_logprobs_B_T is None else teacher_logprobs_B_T.float(),
+        turn_ids_B_T=turn_ids_B_T, generator=generator,
+    )  # fmt: skip
+    return out.token_advantages_B_T.to(adv_B_T.dtype), dict(out.metrics)
+
+
+# ---- the agent loop's record and the group it describes (pure: the agent loop and the trainer share these) ----
+
+
+def episode_record(traj: Any, opening: Any, instruction: str = "") -> dict[str, Any]:
+    """What the `sgcd_agent` loop ships per row in extra_fields["sgcd"]: the task id and instruction, the
+    text-level episode, the clean prompt, the turn ids and token types."""
+    from sgcd.credit_reference.group_io import episode_to_json, message_to_json
+
+    return {
+        "task_id": traj.task_id,
+        "instruction": instruction,
+        "episode": episode_to_json(traj.episode),
+        "prompt": {"messages": [message_to_json(m) for m in opening.messages], "tools": list(opening.tools)},
+        "turn_ids": list(traj.turn_ids),
+        "token_types": list(traj.token_types),
+    }
+
+
+def group_record(records: list[dict[str, Any]], success_threshold: float) -> dict[str, Any]:
+    """The group JSON (credit_reference.group_io) of one uid's records: the task id, the instruction, the clean
+    prompt and the siblings' episodes, each labelled a success iff reward >= success_threshold (the rule that
+    also decides which groups are mixed)."""
+    first = records[0]
+    episodes = [
+        {**r["episode"], "success": float(r["episode"]["reward"]) >= success_threshold} for r in records
+    ]
+    return {
+        "task_id": first.get("task_id") or first["episode"].get("task_id", ""),
+        "instruction": first.get("instruction", ""),
+        "prompt": first["prompt"],
+        "siblings": [{"episode": e} for e in episodes],
+    }
+
+
+def record_turn_ids(records: list[dict[str, Any] | None], T: int) -> torch.Tensor:
+    """(B, T) long: each row's assistant-turn ids from its record (-1 off turns and on rows without a record)."""
+    out = torch.full((len(records), T), -1, dtype=torch.long)
+    for i, rec in enumerate(records):
+        ids = (rec or {}).get("turn_ids", [])[:T]
+        if ids:
+            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out

@@ -37,7 +37,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from sgcd.integrations.verl import TRAINER_MODE, check_verl_version
 from sgcd.integrations.verl.codec import TokenizerCodec
-from sgcd.integrations.verl.credit import SGCDOptions, sgcd_token_advantages
+from sgcd.integrations.verl.credit import SGCDOptions, group_record, record_turn_ids, sgcd_token_advantages
 
 TEACHER_SUFFIX = "__sgcd_teacher"
 # Fields that depend on the prompt length or are outputs of an earlier pass: never copied to teacher rows.
@@ -50,6 +50,15 @@ def _rows(x: Any) -> list[Any]:
     if isinstance(x, torch.Tensor):
         return list(x.unbind(0))
     return list(x.tolist()) if hasattr(x, "tolist") else list(x)
+
+
+def _records(data: TensorDict) -> list[dict | None]:
+    """Each row's agent-loop record (extra_fields["sgcd"]), None where a row carries none."""
+    out: list[dict | None] = []
+    for extra in _rows(data["extra_fields"]):
+        raw = extra.get("sgcd") if isinstance(extra, dict) else None
+        out.append(json.loads(raw) if raw else None)
+    return out
 
 
 def _padded(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
@@ -94,8 +103,9 @@ class SGCDTrainer(PPOTrainerSync):
             teacher_B_T = self._teacher_log_probs(batch, prefixes, mask_B_T.shape[1])
         gen = torch.Generator().manual_seed(opts.seed + int(getattr(self, "global_steps", 0) or 0))
         ahat_B_T, credit_metrics = sgcd_token_advantages(
-            adv_B_T, mask_B_T, old_B_T, teacher_B_T, opts, generator=gen
-        )
+            adv_B_T, mask_B_T, old_B_T, teacher_B_T, opts,
+            turn_ids_B_T=record_turn_ids(_records(data), mask_B_T.shape[1]), generator=gen,
+        )  # fmt: skip
         metrics.update({f"sgcd/{k}": v for k, v in credit_metrics.items()})
         nested = _like(ahat_B_T, mask_nested)
         out = TensorDict({"advantages": nested, "returns": nested.clone()}, batch_size=len(batch.keys))
@@ -129,11 +139,9 @@ class SGCDTrainer(PPOTrainerSync):
                 rows_by_uid[uid].append(i)
         groups, group_rows = [], []
         for rows in rows_by_uid.values():
-            eps = [records[i]["episode"] for i in rows]
-            succ = [float(e["reward"]) >= opts.success_threshold for e in eps]
-            if any(succ) and not all(succ):
-                record = {"prompt": records[rows[0]]["prompt"], "siblings": [{"episode": e} for e in eps]}
-                groups.append(group_from_json(record))
+            group = group_from_json(group_record([records[i] for i in rows], opts.success_threshold))
+            if group.is_mixed:
+                groups.append(group)
                 group_rows.append(rows)
         prefixes: list[list[int] | None] = [None] * len(uids)
         if not groups:

@@ -1,10 +1,10 @@
 """Sampling a step's groups: a resumable task sampler and dynamic sampling with refill (algorithm.md §1).
 
-`TaskSampler` walks the training split in a seeded random order, epoch after epoch; its position is two integers
-(`epoch`, `pos`) that checkpoints store, so a resumed run draws exactly the tasks it would have drawn.
+`TaskSampler` (sgcd.rollout.sampling, shared with TRL) walks the training split in a seeded random order, epoch
+after epoch; its position is two integers that checkpoints store, so a resumed run draws the same tasks.
 
 `collect_groups` runs rounds of G sibling rollouts per task (all rows of a round batched in one rollout call),
-keeps the mixed groups (`sgcd.core.sampling.mixed_groups`) and asks `refill_plan` how many more tasks to draw,
+keeps the mixed groups (`TrajectoryGroup.is_mixed`) and asks `refill_plan` how many more tasks to draw,
 until it has `groups_per_step` mixed groups or `max_sampling_rounds` rounds ran. It never fails the step: it
 returns what it found (possibly nothing; the trainer then skips the step and logs it). Groups beyond the target
 are dropped (logged as `sampling/dropped_groups`). Departure [ours]: the first round draws `tasks_per_round`
@@ -13,7 +13,6 @@ tasks, later rounds what `refill_plan` asks for.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,44 +20,8 @@ import torch
 
 from sgcd.core.sampling import mixed_groups, refill_plan
 from sgcd.rollout import RolloutLimits, run_groups
+from sgcd.rollout.sampling import TaskSampler  # noqa: F401  (re-exported: the trainer's name)
 from sgcd.types import TrajectoryGroup
-
-
-class TaskSampler:
-    """Seeded, epoch-based, resumable order over a task list."""
-
-    def __init__(self, tasks: list[Any], seed: int) -> None:
-        if not tasks:
-            raise ValueError("the training split has no tasks")
-        self.tasks = list(tasks)
-        self.seed = seed
-        self.epoch = 0
-        self.pos = 0
-        self._order = self._perm(0)
-
-    def _perm(self, epoch: int) -> list[int]:
-        order = list(range(len(self.tasks)))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-        return order
-
-    def next(self, n: int) -> list[Any]:
-        out = []
-        for _ in range(n):
-            if self.pos >= len(self._order):
-                self.epoch += 1
-                self.pos = 0
-                self._order = self._perm(self.epoch)
-            out.append(self.tasks[self._order[self.pos]])
-            self.pos += 1
-        return out
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "pos": self.pos}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch = int(state.get("epoch", 0))
-        self.pos = int(state.get("pos", 0))
-        self._order = self._perm(self.epoch)
 
 
 @dataclass
@@ -89,7 +52,7 @@ def collect_groups(
         groups = run_groups(policy, domain.make_env, tasks, group_size, params, limits)
         rounds += 1
         all_groups += groups
-        mixed += [g for g in groups if _is_mixed(g)]
+        mixed += [g for g in groups if g.is_mixed]
         decision, plan_metrics = refill_plan(
             groups_per_step,
             len(mixed),
@@ -114,13 +77,6 @@ def collect_groups(
         }
     )
     return Collected(mixed=kept, all_groups=all_groups, metrics=metrics)
-
-
-def _is_mixed(group: TrajectoryGroup) -> bool:
-    """One group through the core's mixed-group rule (so the definition lives in one place)."""
-    success_B = torch.tensor([t.success for t in group.trajectories], dtype=torch.bool)
-    (keep_B, _), _ = mixed_groups(success_B, torch.zeros(len(group.trajectories), dtype=torch.long))
-    return bool(keep_B.any())
 
 
 def group_metrics(groups: list[TrajectoryGroup]) -> dict[str, float]:

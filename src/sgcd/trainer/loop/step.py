@@ -30,17 +30,15 @@ from typing import Any
 
 import torch
 
-from sgcd.core.advantages import ADVANTAGE_ESTIMATORS
-from sgcd.core.credit import CREDIT_VARIANTS, credit_weights, reshape_advantages
 from sgcd.core.credit_stats import polarity_agreement, weight_stats_by_token_type
 from sgcd.core.losses import POLICY_LOSSES, kl_k3
+from sgcd.rollout.sampling import TaskSampler
 from sgcd.trainer.config import RunConfig
 from sgcd.trainer.loop.batch import Scores, TokenBatch, collate, score_batch, score_rows
-from sgcd.trainer.loop.collect import Collected, TaskSampler, collect_groups
+from sgcd.trainer.loop.collect import Collected, collect_groups
 from sgcd.trainer.loop.teacher import build_references, needs_references, teacher_prefix_rows, token_polarity
 
-LOSS_OF = {"grpo": "ppo-clip", "sgcd": "ppo-clip", "sd-replace": "sd-replace", "sd-aux": "sd-aux",
-           "opd-advantage": "opd-advantage"}  # fmt: skip
+SHUFFLE_SEED_OFFSET = 0x5EED  # the shuffle control's generator: seed + this, apart from the minibatch order
 RENAME = {"actor/pg_loss": "loss/policy", "actor/": "policy/", "adv/": "reward/adv_", "div/": "credit/div_",
           "sd/": "loss/sd_", "opd/": "loss/opd_"}  # fmt: skip
 
@@ -69,9 +67,16 @@ class StepContext:
     scheduler: Any
     sampling_params: Any
     limits: Any
-    generator: torch.Generator  # minibatch order and the shuffle control
+    generator: torch.Generator  # minibatch order
     summarizer: Any = None
     ref_policy: Any = None  # frozen initial model (kl_beta > 0 or credit.teacher=reference)
+    # The shuffle control's own generator, so turning the control on changes the weights' positions and nothing
+    # else (sharing `generator` would also reorder the minibatches). None: seeded from cfg.seed.
+    shuffle_generator: torch.Generator | None = None
+
+    def __post_init__(self) -> None:
+        if self.shuffle_generator is None:
+            self.shuffle_generator = torch.Generator().manual_seed(SHUFFLE_SEED_OFFSET + self.cfg.seed)
 
 
 @dataclass
@@ -147,7 +152,8 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
         refs, ref_metrics = build_references(ctx, collected.mixed)
     metrics.update(ref_metrics)
     batch = collate(collected.mixed)
-    adv_B, adv_metrics = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](batch.rewards_B, batch.group_index_B)
+    alg = cfg.algorithm_spec
+    adv_B, adv_metrics = alg.advantages(batch.rewards_B, batch.group_index_B)
     metrics.update(rename(adv_metrics))
     micro = cfg.algorithm.microbatch_size
     ctx.policy.clear_caches()  # the frozen trunk's hidden states of the last step's rows
@@ -156,10 +162,10 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
     ):  # the update's own numerical path (no shared prefix), so the ratio starts at 1
         old = score_batch(ctx.policy, batch.prefixes, batch.continuations, batch.T, micro, with_entropy=True,
                           select=batch.select, share_prefix=False, pad_to=batch.row_len)  # fmt: skip
-    teacher = None
-    if cfg.algorithm.name != "grpo":
+    teacher, student = None, old
+    if alg.needs_teacher:
         with timer("teacher"):
-            teacher = score_teacher(ctx, batch, refs, old)
+            student, teacher = score_teacher(ctx, batch, refs, old)
             metrics["credit/noise_floor_std"] = noise_floor(ctx, batch, old)
     ref_lp = None
     if cfg.algorithm.kl_beta > 0:
@@ -168,7 +174,7 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
                 ctx.ref_policy, batch.prefixes, batch.continuations, batch.T, micro, select=batch.select
             ).logprobs_B_T
     with timer("credit"):
-        w_B_T, ahat_B_T, credit_metrics = credit(ctx, batch, adv_B, old, teacher, refs)
+        w_B_T, ahat_B_T, credit_metrics = credit(ctx, batch, adv_B, student, teacher, refs)
     metrics.update(credit_metrics)
     with timer("update"):
         metrics.update(update(ctx, batch, old.logprobs_B_T, adv_B, ahat_B_T, teacher, ref_lp))
@@ -188,33 +194,35 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
         references=refs,
         advantages_B=adv_B,
         weights_B_T=w_B_T,
-        student_B_T=old.logprobs_B_T,
+        student_B_T=student.logprobs_B_T,
         teacher_B_T=None if teacher is None else teacher.logprobs_B_T,
         collected=collected,
     )
 
 
-def score_teacher(ctx: StepContext, batch: TokenBatch, refs: list[Any], old: Scores) -> Scores:
-    """Teacher log-probs of the identical trajectory tokens after the teacher prefix (no grad, one forward).
+def score_teacher(ctx: StepContext, batch: TokenBatch, refs: list[Any], old: Scores) -> tuple[Scores, Scores]:
+    """(student, teacher) log-probs of the identical trajectory tokens (no grad): the teacher after the teacher
+    prefix, the student after the clean prompt, both scored by the same model.
 
     With no reference (credit.teacher=none) the teacher's prompt is the student's, so its scores *are* the old
-    log-probs: no forward, and delta = 0 exactly (SGCD = GRPO bit for bit)."""
+    log-probs: no forward, and delta = 0 exactly (SGCD = GRPO bit for bit). With credit.teacher=reference the
+    frozen reference scores both sides (one extra forward), so delta carries the credit reference only, not the
+    policy's drift from the reference; otherwise the student is pi_old, whose log-probs the step already has."""
     cfg = ctx.cfg
     if not needs_references(cfg):
-        return Scores(old.logprobs_B_T.clone(), None if old.entropy_B_T is None else old.entropy_B_T.clone())
-    model = (
-        ctx.ref_policy if (cfg.credit.teacher == "reference" and ctx.ref_policy is not None) else ctx.policy
-    )
+        return old, Scores(
+            old.logprobs_B_T.clone(), None if old.entropy_B_T is None else old.entropy_B_T.clone()
+        )
+    use_ref = cfg.credit.teacher == "reference" and ctx.ref_policy is not None
+    model = ctx.ref_policy if use_ref else ctx.policy
+    micro = cfg.algorithm.microbatch_size
     prefixes = teacher_prefix_rows(ctx, batch, refs)
-    return score_batch(
-        model,
-        prefixes,
-        batch.continuations,
-        batch.T,
-        cfg.algorithm.microbatch_size,
-        with_entropy=cfg.credit.entropy_gate,
-        select=batch.select,
-    )
+    teacher = score_batch(model, prefixes, batch.continuations, batch.T, micro,
+                          with_entropy=cfg.credit.entropy_gate, select=batch.select)  # fmt: skip
+    student = old
+    if use_ref:
+        student = score_batch(model, batch.prefixes, batch.continuations, batch.T, micro, select=batch.select)
+    return student, teacher
 
 
 NOISE_ROWS = 2
@@ -244,34 +252,21 @@ def credit(
     ctx: StepContext,
     batch: TokenBatch,
     adv_B: torch.Tensor,
-    old: Scores,
+    student_scores: Scores,
     teacher: Scores | None,
     refs: list[Any],
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """Credit weights (the one line where grpo and sgcd differ) and the token advantages Ahat = A * w."""
-    c, mask = ctx.cfg.credit, batch.action_mask_B_T
-    student = old.logprobs_B_T
-    if ctx.cfg.algorithm.name == "sgcd":
-        w_B_T, metrics = credit_weights(
-            teacher.logprobs_B_T,
-            student,
-            adv_B,
-            mask,
-            c.eps,
-            c.lam,
-            turn_ids=batch.turn_ids_B_T.clamp(min=0) if c.level == "turn" else None,
-            teacher_entropy=teacher.entropy_B_T if c.entropy_gate else None,
-            gate_h0=c.gate_h0,
-            gate_min=c.gate_min,
-            signed=not c.unsigned,
-            failures_only=c.failures_only,
-            shuffle=c.shuffle,
-            generator=ctx.generator,
-        )
-    else:
-        w_B_T, metrics = CREDIT_VARIANTS["grpo"](None, student, adv_B, mask)
-    ahat_B_T, adv_metrics = reshape_advantages(adv_B, w_B_T, mask)
-    metrics.update(adv_metrics)
+    """Credit weights (the one line where grpo and sgcd differ) and the token advantages Ahat = A * w.
+
+    student_scores: the clean-prompt log-probs of the model that scored the teacher (pi_old, or the reference)."""
+    mask = batch.action_mask_B_T
+    student = student_scores.logprobs_B_T
+    out = ctx.cfg.algorithm_spec.token_advantages(
+        adv_B, mask, student, None if teacher is None else teacher.logprobs_B_T,
+        turn_ids_B_T=batch.turn_ids_B_T, teacher_entropy_B_T=None if teacher is None else teacher.entropy_B_T,
+        generator=ctx.shuffle_generator,
+    )  # fmt: skip
+    w_B_T, ahat_B_T, metrics = out.weights_B_T, out.token_advantages_B_T, dict(out.metrics)
     _, type_metrics = weight_stats_by_token_type(w_B_T, mask, batch.token_types_B_T)
     metrics.update({k: v for k, v in type_metrics.items() if not k.endswith("_observation_mean")})
     if refs and any(r is not None for r in refs):
@@ -304,7 +299,7 @@ def ref_sensitivity(
 
 def _loss_kwargs(ctx: StepContext, rows: torch.Tensor, adv_B, teacher: Scores | None) -> dict[str, Any]:
     a = ctx.cfg.algorithm
-    name = LOSS_OF[a.name]
+    name = ctx.cfg.algorithm_spec.loss
     common = {"agg": a.loss_agg, "norm_len": float(ctx.cfg.sampling.max_tokens)}
     ppo = {"clip_low": a.clip_low, "clip_high": a.clip_high, "dual_clip": a.dual_clip or None}
     if name == "ppo-clip":
@@ -343,7 +338,7 @@ def update(
 ) -> dict[str, float]:
     """PPO epochs over shuffled minibatches, gradient accumulation over micro-batches, AdamW with clipping."""
     a, o = ctx.cfg.algorithm, ctx.cfg.optim
-    loss_fn = POLICY_LOSSES[LOSS_OF[a.name]]
+    loss_fn = POLICY_LOSSES[ctx.cfg.algorithm_spec.loss]
     params = [p for p in ctx.policy.model.parameters() if p.requires_grad]
     dev = ctx.policy.device
     sums: dict[str, float] = defaultdict(float)
@@ -379,7 +374,8 @@ def update(
                     **kwargs,
                 )
                 if ref_B_T is not None:
-                    kl, km = kl_k3(sc.logprobs_B_T, ref_B_T.index_select(0, rows).to(dev), mask_b, a.loss_agg)
+                    kl, km = kl_k3(sc.logprobs_B_T, ref_B_T.index_select(0, rows).to(dev), mask_b, a.loss_agg,
+                                   float(ctx.cfg.sampling.max_tokens))  # the PPO term's norm_len  # fmt: skip
                     loss = loss + a.kl_beta * kl
                     m.update(km)
                 (loss * _share(mask_b.cpu(), mask_mb, a.loss_agg)).backward()

@@ -12,11 +12,13 @@ from typing import Any
 
 import torch
 
+from sgcd.types import TOKEN_CODE
+
 POLARITY = {"helpful": 1.0, "harmful": -1.0, "neutral": 0.0}
 
 
 def needs_references(cfg: Any) -> bool:
-    return cfg.algorithm.name != "grpo" and cfg.credit.teacher != "none"
+    return cfg.algorithm_spec.needs_references
 
 
 def build_references(ctx: Any, groups: list[Any]) -> tuple[list[Any], dict[str, float]]:
@@ -60,7 +62,7 @@ def token_polarity(batch: Any, refs: list[Any]) -> torch.Tensor:
     """(B, T) float: the reference's polarity (+1 helpful, -1 harmful, 0 otherwise) on each tool-call token,
     matched by the tool name of the call made in that token's turn; 0 on every other token."""
     out = torch.zeros(batch.action_mask_B_T.shape, dtype=torch.float32)
-    tool_call_B_T = batch.token_types_B_T == 2
+    tool_call_B_T = batch.token_types_B_T == TOKEN_CODE["tool_call"]
     for b, (k, _) in enumerate(_row_positions(batch)):
         ref = refs[k]
         if ref is None:
