@@ -47,12 +47,12 @@ def test_what_core_would_refuse_fails_at_make_config(override, pattern):
 
 def test_refusal_is_fast_and_loads_no_model_or_torch():
     code = (
-        "import sys, time\n"
-        "t = time.perf_counter()\n"
+        "import sys\n"
         "from sgcd.trainer.config import make_config, ConfigError\n"
         "try:\n    make_config(None, ['algorithm.dual_clip=0.5'])\nexcept ConfigError:\n    pass\n"
-        "assert time.perf_counter() - t < 1.0, time.perf_counter() - t\n"
-        "assert 'torch' not in sys.modules\n"
+        "else:\n    raise SystemExit('not refused')\n"
+        # fast by construction, not by a timed assertion (the machines are shared): no torch, no transformers
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)[:5]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

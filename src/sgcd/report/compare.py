@@ -223,12 +223,9 @@ def build_compare_report(
     """Write the compare page to `out` (default DIR/report.html) and its PNGs to `<out stem>_figures/`."""
     del progress  # a compare page reads a few metrics files: no progress display needed
     base = Path(compare_dir)
-    try:
-        doc = json.loads((base / "compare.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{base / 'compare.json'}: cannot read ({exc})") from None
-    if not isinstance(doc, dict):
-        raise RunDirError(f"{base / 'compare.json'}: expected a JSON object")
+    from sgcd.report.study import read_compare_json
+
+    doc = read_compare_json(base)
     out_path = Path(out) if out is not None else base / "report.html"
     runs = parse_runs(doc.get("runs"), base)
     notes, series_by_run = [], []

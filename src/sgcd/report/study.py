@@ -261,15 +261,21 @@ def _read_run(arm: str, seed: int, run_dir: Path) -> Run:
     return run
 
 
-def load_study(root: Path | str) -> Study:
-    """Read DIR/compare.json and every planned run; never raises for a missing or unfinished run."""
-    root = Path(root)
+def read_compare_json(root: Path) -> dict[str, Any]:
+    """DIR/compare.json as a dict; a RunDirError (one line) when it is missing, unreadable or not an object."""
     try:
         doc = json.loads((root / "compare.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{root / 'compare.json'}: cannot read ({exc})") from None
     if not isinstance(doc, dict):
         raise RunDirError(f"{root / 'compare.json'}: expected a JSON object")
+    return doc
+
+
+def load_study(root: Path | str) -> Study:
+    """Read DIR/compare.json and every planned run; never raises for a missing or unfinished run."""
+    root = Path(root)
+    doc = read_compare_json(root)
     listed: dict[tuple[str, int], Path] = {}
     for item in doc.get("runs") or []:
         if isinstance(item, dict) and isinstance(item.get("seed"), int) and item.get("algorithm") is not None:
