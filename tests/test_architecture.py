@@ -7,6 +7,9 @@
 - integrations/ never import trainer/: the engines reach the algorithm through sgcd.algorithm, scoring through
   sgcd.policy.scoring and the task sampler through sgcd.rollout.sampling (issue 18).
 - algorithm.py imports core (lazily) and nothing above it.
+- policy/ never imports rollout/ (the agent loop drives a policy, not the other way; the SFT warm start, which
+  records gold episodes through the loop, lives with the trainer).
+- no two modules import each other (e.g. airline-lite's read and write families: the catalogue joins them).
 """
 
 from __future__ import annotations
@@ -32,9 +35,13 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                names.add(".".join(base + ([node.module] if node.module else [])))
-            elif node.module:
-                names.add(node.module)
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.add(module)
+            # `from pkg import sub` may import a submodule: record pkg.sub as well (for a plain name it is
+            # pkg.name, which only ever matches as "inside pkg")
+            names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -71,6 +78,34 @@ def test_integrations_never_import_the_trainer():
     for path in _files("integrations"):
         for name in _imports(path):
             assert not name.startswith("sgcd.trainer"), f"{path.relative_to(SRC)}: {name}"
+
+
+def test_policy_never_imports_rollout():
+    assert len(_files("policy")) >= 5
+    for path in _files("policy"):
+        for name in _imports(path):
+            assert not name.startswith("sgcd.rollout"), f"{path.relative_to(SRC)}: {name}"
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(("sgcd",) + (parts[:-1] if parts[-1] == "__init__" else parts))
+
+
+def test_no_two_modules_import_each_other():
+    """A -> B and B -> A, at module level or inside functions (a package's __init__ re-exporting its own
+    submodules does not count)."""
+    graph = {_module(p): _imports(p) for p in SRC.rglob("*.py")}
+    pairs = sorted(
+        (a, b)
+        for a, names in graph.items()
+        for b in graph
+        if a < b
+        and any(n == b or n.startswith(b + ".") for n in names)
+        and any(n == a or n.startswith(a + ".") for n in graph[b])
+        and not (b.startswith(a + ".") or a.startswith(b + "."))  # a package and its own submodule
+    )
+    assert not pairs, pairs
 
 
 def test_algorithm_sits_on_core_only():

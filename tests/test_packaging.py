@@ -110,7 +110,7 @@ def test_help_does_not_import_torch():
 
 def test_sft_help_defaults_are_sftconfig_defaults():
     from sgcd.commands.sft import DEFAULTS
-    from sgcd.policy.sft import SFTConfig
+    from sgcd.trainer.sft import SFTConfig
 
     d = SFTConfig()
     assert DEFAULTS == {k: getattr(d, k) for k in DEFAULTS}

@@ -29,7 +29,7 @@ def test_default_warm_start_is_the_measured_sft_budget():
     # The trainer builds SFTConfig(steps=sft_budget, lr=sft_lr). With the defaults it must be `sgcd sft`'s own
     # default budget, the one docs/models.md measures, so both share one cached warm start. (Until this test the
     # trainer's lr was 1e-4 against sgcd sft's 3e-4: two different warm starts, one of them never measured.)
-    from sgcd.policy.sft import SFTConfig, sft_cache_key
+    from sgcd.trainer.sft import SFTConfig, sft_cache_key
 
     m = RunConfig().model
     assert SFTConfig(steps=m.sft_budget, lr=m.sft_lr) == SFTConfig()

@@ -89,7 +89,7 @@ def test_one_set_of_defaults():
 def test_trl_options_share_the_defaults_and_checks():
     pytest.importorskip("trl")
     from sgcd.integrations.trl.config import SGCDConfig
-    from sgcd.integrations.trl.trainer import CREDIT_FIELDS, SGCDOptions
+    from sgcd.integrations.trl.options import CREDIT_FIELDS, SGCDOptions
 
     opts = SGCDOptions()
     for name in CREDIT_FIELDS:

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from sgcd.cli import CliError
 
 # SFTConfig's defaults, written out so that registering this command (every `sgcd --help`) does not import
-# sgcd.policy.sft and with it torch; tests/test_cli.py keeps them equal to SFTConfig().
+# sgcd.trainer.sft and with it torch; tests/test_cli.py keeps them equal to SFTConfig().
 DEFAULTS = {
     "steps": 40,
     "batch_size": 4,
@@ -64,7 +64,7 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from sgcd.policy.sft import SFTConfig, ensure_sft_model, evaluate, sft
+    from sgcd.trainer.sft import SFTConfig, ensure_sft_model, evaluate, sft
 
     if args.lora_rank < 0 or args.train_layers < 0:
         raise CliError("--lora-rank and --train-layers must be >= 0")

@@ -40,7 +40,7 @@ def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
     m = cfg.model
     try:
         if wants_sft(cfg):
-            from sgcd.policy.sft import SFTConfig, ensure_sft_model
+            from sgcd.trainer.sft import SFTConfig, ensure_sft_model
 
             budget = SFTConfig(steps=m.sft_budget, lr=m.sft_lr)
             from sgcd.progress import on_terminal  # the warm start draws a rich bar: only on a terminal

@@ -22,8 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sgcd.envs.airline_lite.catalog import FAMILIES
 from sgcd.envs.airline_lite.db import DB, clone, db_hash, generate_db, seed_of
-from sgcd.envs.airline_lite.families import FAMILIES, Gold
+from sgcd.envs.airline_lite.families import Gold
 from sgcd.envs.airline_lite.policy import POLICY_TEXT
 from sgcd.envs.airline_lite.tools import WRITE_TOOLS, make_tools, schemas
 from sgcd.envs.base import Task

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,34 +184,3 @@ def solve_transfer(gold: Gold, it: Intent) -> None:
 
 
 # ---- registry ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    kind: str  # read | write | multi-write (a write family's instances may be refusals)
-    setup: Callable[[random.Random, DB], tuple[str, Intent]]
-    solve: Callable[[Gold, Intent], None]
-
-
-def _families() -> dict[str, Family]:
-    from sgcd.envs.airline_lite import families_write as W
-
-    return {
-        f.name: f
-        for f in (
-            Family("res_info", "read", setup_res_info, solve_res_info),
-            Family("flight_status", "read", setup_flight_status, solve_flight_status),
-            Family("allowance", "read", setup_allowance, solve_allowance),
-            Family("transfer", "write", setup_transfer, solve_transfer),
-            Family("cancel", "write", W.setup_cancel, W.solve_cancel),
-            Family("add_bags", "write", W.setup_add_bags, W.solve_add_bags),
-            Family("compensation", "write", W.setup_compensation, W.solve_compensation),
-            Family("change_flight", "write", W.setup_change_flight, W.solve_change_flight),
-            Family("book", "write", W.setup_book, W.solve_book),
-            Family("multi_cancel", "multi-write", W.setup_multi_cancel, W.solve_multi_cancel),
-        )
-    }
-
-
-FAMILIES = _families()

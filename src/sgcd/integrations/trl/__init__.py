@@ -25,8 +25,9 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from sgcd.integrations.trl.compat import TESTED_RANGE, TRLCompatError, check_trl
 from sgcd.integrations.trl.config import SGCDConfig
 from sgcd.integrations.trl.guided import GoldGuidedPolicy
+from sgcd.integrations.trl.options import SGCDOptions
 from sgcd.integrations.trl.rollout import RolloutBatch, SGCDRollout, env_reward, task_dataset
-from sgcd.integrations.trl.trainer import SGCDGRPOTrainer, SGCDOptions, SGCDStep, sgcd_token_advantages
+from sgcd.integrations.trl.trainer import SGCDGRPOTrainer, SGCDStep, sgcd_token_advantages
 from sgcd.integrations.trl.vllm import VLLMServerPolicy
 
 __all__ = [

@@ -19,7 +19,7 @@ from typing import Any
 from trl import GRPOConfig
 
 from sgcd.algorithm import CreditSpec
-from sgcd.integrations.trl.trainer import ADVANTAGES, TEACHERS, SGCDOptions
+from sgcd.integrations.trl.options import ADVANTAGES, TEACHERS, SGCDOptions
 
 
 @dataclass

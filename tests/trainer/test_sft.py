@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sgcd.envs import get_domain
-from sgcd.policy.sft import (
+from sgcd.trainer.sft import (
     SFTConfig,
     _shared_prefix,
     ensure_sft_model,
@@ -96,7 +96,7 @@ def test_ensure_sft_model_builds_once(tmp_path, monkeypatch):
     config = SFTConfig(steps=1, batch_size=1)
     first = ensure_sft_model("tiny", "airline-lite", config, progress=False)
     assert (first / "sft.json").exists() and (first / "model.safetensors").exists()
-    import sgcd.policy.sft as sft_module
+    import sgcd.trainer.sft as sft_module
 
     monkeypatch.setattr(sft_module, "sft", lambda *a, **k: pytest.fail("rebuilt a cached warm-start"))
     assert ensure_sft_model("tiny", "airline-lite", config, progress=False) == first
@@ -151,7 +151,7 @@ def test_sft_cache_key_without_lora_is_unchanged_by_the_lora_fields():
     import json
     from dataclasses import asdict
 
-    from sgcd.policy.sft import SFT_VERSION, sft_cache_key
+    from sgcd.trainer.sft import SFT_VERSION, sft_cache_key
 
     cfg = SFTConfig()
     old_fields = {k: v for k, v in asdict(cfg).items() if not k.startswith("lora_")}
