@@ -18,7 +18,7 @@ def test_grpo_one_group():
     a, m = grpo_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), torch.tensor([0, 0, 0, 0]))
     expected = 0.5 / (math.sqrt(1 / 3) + 1e-6)
     torch.testing.assert_close(a, torch.tensor([expected, -expected, -expected, expected]))
-    assert m["adv/n_groups"] == 1.0 and m["adv/mean"] == pytest.approx(0.0, abs=1e-7)
+    assert m["reward/adv_n_groups"] == 1.0 and m["reward/adv_mean"] == pytest.approx(0.0, abs=1e-7)
 
 
 def test_grpo_two_groups_arbitrary_labels():
@@ -27,7 +27,7 @@ def test_grpo_two_groups_arbitrary_labels():
     a, m = grpo_advantages(torch.tensor([1.0, 0.0, 0.5, 0.0]), torch.tensor([7, 3, 7, 3]))
     expected = 0.25 / (math.sqrt(0.125) + 1e-6)
     torch.testing.assert_close(a, torch.tensor([expected, 0.0, -expected, 0.0]))
-    assert m["adv/zero_frac"] == 0.5
+    assert m["reward/adv_zero_frac"] == 0.5
 
 
 def test_drgrpo_skips_std():
@@ -48,7 +48,7 @@ def test_singletons_and_all_equal_give_zero():
     # Group 0 has one member; group 1 has three equal rewards: both exactly 0, never NaN.
     a, m = grpo_advantages(torch.tensor([1.0, 0.3, 0.3, 0.3]), torch.tensor([0, 1, 1, 1]))
     assert torch.equal(a, torch.zeros(4))
-    assert m["adv/singleton_frac"] == 0.25
+    assert m["reward/adv_singleton_frac"] == 0.25
     a, _ = rloo_advantages(torch.tensor([1.0]), torch.tensor([0]))
     assert torch.equal(a, torch.zeros(1))
 
@@ -73,7 +73,7 @@ def test_bad_rewards_named():
 
 def test_empty_batch():
     a, m = grpo_advantages(torch.zeros(0), torch.zeros(0, dtype=torch.long))
-    assert a.shape == (0,) and m["adv/n_groups"] == 0.0
+    assert a.shape == (0,) and m["reward/adv_n_groups"] == 0.0
 
 
 def test_mixed_groups():

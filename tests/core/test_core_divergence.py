@@ -20,7 +20,7 @@ def test_logratio():
         torch.tensor([[1, 1, 0]]),
     )
     assert d.tolist() == [[1.0, 0.0, 0.0]]
-    assert m["div/logratio_mean"] == 0.5 and m["div/logratio_std"] == 0.5
+    assert m["credit/div_logratio_mean"] == 0.5 and m["credit/div_logratio_std"] == 0.5
 
 
 def _one(p):
@@ -92,7 +92,7 @@ def test_token_entropy():
     torch.testing.assert_close(h, torch.tensor([[LN(4), 0.0, LN(2)]]))
     # With a mask, masked tokens read 0 and the mean is over action tokens: (ln 4 + ln 2) / 2.
     h, m = token_entropy(logits, torch.tensor([[1, 0, 1]]))
-    assert h[0, 1] == 0.0 and m["div/entropy_mean"] == pytest.approx((LN(4) + LN(2)) / 2)
+    assert h[0, 1] == 0.0 and m["credit/div_entropy_mean"] == pytest.approx((LN(4) + LN(2)) / 2)
 
 
 def test_token_entropy_chunking_is_exact():

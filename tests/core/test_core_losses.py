@@ -41,11 +41,11 @@ def test_ppo_clip_hand_computed():
     assert loss.item() == pytest.approx(0.13, abs=1e-6)
     loss.backward()
     torch.testing.assert_close(lp.grad, torch.tensor([[0.0, 0.0, -0.5, 0.0]]))
-    assert m["actor/clip_frac_high"] == 0.25 and m["actor/clip_frac_low"] == 0.25
-    assert m["actor/dual_clip_frac"] == 0.25 and m["actor/clip_frac"] == 0.5
+    assert m["policy/clip_frac_high"] == 0.25 and m["policy/clip_frac_low"] == 0.25
+    assert m["policy/dual_clip_frac"] == 0.25 and m["policy/clip_frac"] == 0.5
     # k3 = (r - 1) - ln r: [0.094535, 0.193147, 0, 1.613706], mean 0.475347; k1 = mean(-ln r) = -ln(3)/4
-    assert m["actor/approx_kl"] == pytest.approx(0.475347, abs=1e-5)
-    assert m["actor/approx_kl_k1"] == pytest.approx(-LN(1.5 * 0.5 * 4.0) / 4, abs=1e-6)
+    assert m["policy/approx_kl"] == pytest.approx(0.475347, abs=1e-5)
+    assert m["policy/approx_kl_k1"] == pytest.approx(-LN(1.5 * 0.5 * 4.0) / 4, abs=1e-6)
 
 
 def test_ppo_without_dual_clip_and_symmetric_clip():
@@ -53,7 +53,7 @@ def test_ppo_without_dual_clip_and_symmetric_clip():
     lp, old, adv = _ppo_case()
     loss, m = ppo_clip_loss(lp, old, adv, torch.ones(1, 4), clip_high=0.2, dual_clip=None)
     assert loss.item() == pytest.approx(0.4, abs=1e-6)
-    assert m["actor/dual_clip_frac"] == 0.0
+    assert m["policy/dual_clip_frac"] == 0.0
     with pytest.raises(ValueError, match="dual_clip"):
         ppo_clip_loss(lp, old, adv, torch.ones(1, 4), dual_clip=0.5)
 
@@ -103,7 +103,9 @@ def test_kl_k3():
     # k3 = e^lr - lr - 1 = [0.5 + 0.693147 - 1, 2 - 0.693147 - 1] = [0.193147, 0.306853]; mean 0.25
     lp = torch.tensor([[LN(0.5), LN(0.25)]], requires_grad=True)
     loss, m = kl_k3(lp, torch.tensor([[LN(0.25), LN(0.5)]]), torch.ones(1, 2))
-    assert loss.item() == pytest.approx(0.25, abs=1e-6) and m["actor/ref_kl"] == pytest.approx(0.25, abs=1e-6)
+    assert loss.item() == pytest.approx(0.25, abs=1e-6) and m["policy/ref_kl"] == pytest.approx(
+        0.25, abs=1e-6
+    )
     # d k3 / d lp = -(e^lr) + 1 = [0.5, -1], divided by 2 tokens
     loss.backward()
     torch.testing.assert_close(lp.grad, torch.tensor([[0.25, -0.5]]))
@@ -120,7 +122,7 @@ def test_sd_replace_sampled_estimator():
     assert loss.item() == pytest.approx(0.75)
     loss.backward()
     torch.testing.assert_close(lp.grad, torch.tensor([[0.25, -0.5]]))
-    assert m["sd/div"] == pytest.approx(-0.25) and m["sd/topk"] == 0.0
+    assert m["loss/sd_div"] == pytest.approx(-0.25) and m["loss/sd_topk"] == 0.0
     with pytest.raises(ValueError, match="jsd"):
         sd_replace_loss(lp, torch.tensor([[-1.5, -1.0]]), torch.ones(1, 2), divergence="jsd")
 
@@ -131,7 +133,7 @@ def test_sd_replace_topk_and_gradient_reaches_student_only():
     t = torch.tensor([[[LN(0.25), LN(0.25)]]], requires_grad=True)
     lp = torch.zeros(1, 1, requires_grad=True)
     loss, m = sd_replace_loss(lp, torch.zeros(1, 1), torch.ones(1, 1), s, t)
-    assert loss.item() == pytest.approx(0.218012, abs=1e-5) and m["sd/topk"] == 1.0
+    assert loss.item() == pytest.approx(0.218012, abs=1e-5) and m["loss/sd_topk"] == 1.0
     loss.backward()
     assert s.grad is not None and t.grad is None  # the teacher is detached
     jsd, _ = sd_replace_loss(lp, torch.zeros(1, 1), torch.ones(1, 1), s, t, divergence="jsd")
@@ -146,7 +148,7 @@ def test_sd_aux():
         lp, lp.detach(), torch.ones(1, 2), torch.ones(1, 2), torch.tensor([[-1.5, -1.0]]), beta_sd=0.1
     )
     assert loss.item() == pytest.approx(-0.925)
-    assert m["sd/beta"] == 0.1 and "actor/clip_frac" in m
+    assert m["loss/sd_beta"] == 0.1 and "policy/clip_frac" in m
 
 
 def test_opd_token_advantages():
@@ -197,7 +199,7 @@ def test_policy_loss_registry():
 def test_empty_mask_gives_zero_loss_with_graph():
     lp = torch.zeros(2, 3, requires_grad=True)
     loss, m = ppo_clip_loss(lp, torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2, 3))
-    assert loss.item() == 0.0 and m["actor/clip_frac"] == 0.0 and m["actor/approx_kl"] == 0.0
+    assert loss.item() == 0.0 and m["policy/clip_frac"] == 0.0 and m["policy/approx_kl"] == 0.0
     loss.backward()
     assert torch.equal(lp.grad, torch.zeros(2, 3))
 

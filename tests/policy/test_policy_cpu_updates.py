@@ -75,6 +75,7 @@ def test_kv_reuse_across_turns_equals_reprefilling(fresh, temperature):
 
     plain, reused = run(False), run(True)
     assert fresh.sessions.hits > 0 and fresh.sessions.hit_tokens > 0
+    assert len(fresh.sessions) == 0  # every episode ended, so none of their keys/values is kept
     multi_turn = [t for t in plain if max(t.turn_ids) >= 1]
     assert multi_turn, "the test needs episodes with more than one turn"
     for a, b in zip(plain, reused):

@@ -63,22 +63,22 @@ def _metrics(
 ) -> dict:
     if adv_B.numel() == 0:
         return {
-            "adv/mean": 0.0,
-            "adv/std": 0.0,
-            "adv/n_groups": 0.0,
-            "adv/zero_frac": 0.0,
-            "adv/singleton_frac": 0.0,
+            "reward/adv_mean": 0.0,
+            "reward/adv_std": 0.0,
+            "reward/adv_n_groups": 0.0,
+            "reward/adv_zero_frac": 0.0,
+            "reward/adv_singleton_frac": 0.0,
         }
     n_groups = int(idx_B.max()) + 1
     zero_B = (adv_B == 0).double()
     return {
-        "adv/mean": float(adv_B.mean()),
-        "adv/std": float(adv_B.double().std(unbiased=False)),
-        "adv/abs_mean": float(adv_B.abs().mean()),
-        "adv/reward_mean": float(rewards_B.double().mean()),
-        "adv/n_groups": float(n_groups),
-        "adv/zero_frac": float(zero_B.mean()),
-        "adv/singleton_frac": float((count_B == 1).double().mean()),
+        "reward/adv_mean": float(adv_B.mean()),
+        "reward/adv_std": float(adv_B.double().std(unbiased=False)),
+        "reward/adv_abs_mean": float(adv_B.abs().mean()),
+        "reward/adv_reward_mean": float(rewards_B.double().mean()),
+        "reward/adv_n_groups": float(n_groups),
+        "reward/adv_zero_frac": float(zero_B.mean()),
+        "reward/adv_singleton_frac": float((count_B == 1).double().mean()),
     }
 
 

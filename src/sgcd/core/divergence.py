@@ -37,7 +37,7 @@ def logratio(
     check_finite_on_mask(student_logprobs, mask_B_T, "student_logprobs")
     delta_B_T = masked_fill_zero(teacher_logprobs, mask_B_T) - masked_fill_zero(student_logprobs, mask_B_T)
     mean, std = masked_mean_std(delta_B_T, mask_B_T)[:2]
-    return delta_B_T, {"div/logratio_mean": mean, "div/logratio_std": std}
+    return delta_B_T, {"credit/div_logratio_mean": mean, "credit/div_logratio_std": std}
 
 
 def _tail_logprob(topk_logprobs_B_T_K: torch.Tensor, min_prob: float) -> torch.Tensor:
@@ -101,7 +101,7 @@ def topk_reverse_kl(
     kl_B_T = (s_B_T_K.exp() * (s_B_T_K - t_B_T_K)).sum(dim=-1)
     kl_B_T = masked_fill_zero(kl_B_T, mask_B_T)
     mean, std = masked_mean_std(kl_B_T, mask_B_T)[:2]
-    return kl_B_T, {"div/topk_rkl_mean": mean, "div/topk_rkl_std": std}
+    return kl_B_T, {"credit/div_topk_rkl_mean": mean, "credit/div_topk_rkl_std": std}
 
 
 def topk_jsd(
@@ -127,7 +127,7 @@ def topk_jsd(
     kl_t = (t_B_T_K.exp() * (t_B_T_K - m_B_T_K)).sum(dim=-1)
     jsd_B_T = masked_fill_zero(beta * kl_s + (1.0 - beta) * kl_t, mask_B_T)
     mean, std = masked_mean_std(jsd_B_T, mask_B_T)[:2]
-    return jsd_B_T, {"div/topk_jsd_mean": mean, "div/topk_jsd_std": std}
+    return jsd_B_T, {"credit/div_topk_jsd_mean": mean, "credit/div_topk_jsd_std": std}
 
 
 def topk_logprobs(
@@ -142,7 +142,7 @@ def topk_logprobs(
     t_at = None
     if teacher_logits is not None:
         t_at = torch.log_softmax(teacher_logits.float(), dim=-1).gather(-1, ids)
-    return (s_topk, t_at, ids), {"div/topk_student_mass": float(s_topk.detach().exp().sum(-1).mean())}
+    return (s_topk, t_at, ids), {"credit/div_topk_student_mass": float(s_topk.detach().exp().sum(-1).mean())}
 
 
 def token_entropy(
@@ -167,4 +167,4 @@ def token_entropy(
         mask_B_T = as_bool_mask(action_mask, out_B_T)
         out_B_T = masked_fill_zero(out_B_T, mask_B_T)
     mean, std = masked_mean_std(out_B_T, mask_B_T)[:2]
-    return out_B_T, {"div/entropy_mean": mean, "div/entropy_std": std}
+    return out_B_T, {"credit/div_entropy_mean": mean, "credit/div_entropy_std": std}

@@ -109,16 +109,18 @@ def ppo_clip_loss(
         lr = log_ratio_B_T.detach()
         k3_B_T = torch.expm1(lr) - lr
         metrics = {
-            "actor/pg_loss": float(loss.detach()),
-            "actor/clip_frac_high": _frac((adv_B_T > 0) & (ratio_B_T > 1.0 + clip_high), mask_B_T, n),
-            "actor/clip_frac_low": _frac((adv_B_T < 0) & (ratio_B_T < 1.0 - clip_low), mask_B_T, n),
-            "actor/dual_clip_frac": _frac(dual_B_T, mask_B_T, n),
-            "actor/approx_kl": float(masked_fill_zero(k3_B_T, mask_B_T).sum()) / n if n else 0.0,
-            "actor/approx_kl_k1": float(masked_fill_zero(-lr, mask_B_T).sum()) / n if n else 0.0,
-            "actor/ratio_mean": float(masked_fill_zero(ratio_B_T.detach(), mask_B_T).sum()) / n if n else 0.0,
-            "actor/ratio_dev_max": float(masked_fill_zero(lr.abs(), mask_B_T).max()) if n else 0.0,
+            "loss/policy": float(loss.detach()),
+            "policy/clip_frac_high": _frac((adv_B_T > 0) & (ratio_B_T > 1.0 + clip_high), mask_B_T, n),
+            "policy/clip_frac_low": _frac((adv_B_T < 0) & (ratio_B_T < 1.0 - clip_low), mask_B_T, n),
+            "policy/dual_clip_frac": _frac(dual_B_T, mask_B_T, n),
+            "policy/approx_kl": float(masked_fill_zero(k3_B_T, mask_B_T).sum()) / n if n else 0.0,
+            "policy/approx_kl_k1": float(masked_fill_zero(-lr, mask_B_T).sum()) / n if n else 0.0,
+            "policy/ratio_mean": float(masked_fill_zero(ratio_B_T.detach(), mask_B_T).sum()) / n
+            if n
+            else 0.0,
+            "policy/ratio_dev_max": float(masked_fill_zero(lr.abs(), mask_B_T).max()) if n else 0.0,
         }
-        metrics["actor/clip_frac"] = metrics["actor/clip_frac_high"] + metrics["actor/clip_frac_low"]
+        metrics["policy/clip_frac"] = metrics["policy/clip_frac_high"] + metrics["policy/clip_frac_low"]
     return loss, metrics
 
 
@@ -141,7 +143,7 @@ def kl_k3(
     lr_B_T = lr_B_T.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     k3_B_T = torch.expm1(lr_B_T) - lr_B_T
     loss = aggregate(k3_B_T, mask_B_T, agg, norm_len)
-    return loss, {"actor/ref_kl": float(loss.detach())}
+    return loss, {"policy/ref_kl": float(loss.detach())}
 
 
 def sd_replace_loss(
@@ -171,7 +173,7 @@ def sd_replace_loss(
         kwargs = {} if divergence == "reverse_kl" else {"beta": jsd_beta}
         div_B_T, _ = fn(student_topk_logprobs, teacher_topk_logprobs.detach(), mask_B_T, **kwargs)
         loss = aggregate(div_B_T, mask_B_T, agg, norm_len)
-        return loss, {"sd/div": float(loss.detach()), "sd/topk": 1.0}
+        return loss, {"loss/sd_div": float(loss.detach()), "loss/sd_topk": 1.0}
     if divergence == "jsd":
         raise ValueError(
             "sd-replace with divergence 'jsd' needs student_topk_logprobs and teacher_topk_logprobs"
@@ -183,7 +185,7 @@ def sd_replace_loss(
     k1_B_T = (lp_B_T - masked_fill_zero(teacher_logprobs.detach(), mask_B_T)).detach()
     loss = aggregate(k1_B_T * lp_B_T, mask_B_T, agg, norm_len)
     value = aggregate(k1_B_T, mask_B_T, agg, norm_len)
-    return loss, {"sd/div": float(value), "sd/topk": 0.0}
+    return loss, {"loss/sd_div": float(value), "loss/sd_topk": 0.0}
 
 
 def sd_aux_loss(
@@ -210,7 +212,7 @@ def sd_aux_loss(
         norm_len=ppo_kwargs.get("norm_len"),
     )
     metrics.update(sd_metrics)
-    metrics["sd/beta"] = float(beta_sd)
+    metrics["loss/sd_beta"] = float(beta_sd)
     return pg + beta_sd * sd, metrics
 
 
@@ -233,7 +235,7 @@ def opd_token_advantages(
     gap_B_T = masked_fill_zero(student_logprobs, mask_B_T) - masked_fill_zero(teacher_logprobs, mask_B_T)
     adv_B_T = masked_fill_zero(advantages.unsqueeze(-1) - c * gap_B_T, mask_B_T)
     n = max(int(mask_B_T.sum()), 1)
-    return adv_B_T, {"opd/token_adv_mean": float(adv_B_T.sum()) / n, "opd/c": float(c)}
+    return adv_B_T, {"loss/opd_token_adv_mean": float(adv_B_T.sum()) / n, "loss/opd_c": float(c)}
 
 
 def opd_advantage_loss(

@@ -166,8 +166,15 @@ class HFPolicy(ChatCodec):
             }
 
     def clear_caches(self) -> None:
-        """Forget the frozen-trunk hidden states (the trainer calls this once per step)."""
+        """Forget the frozen-trunk hidden states and the episodes' kept keys/values (the trainer calls this once
+        per step and before evaluating)."""
         self._trunk.clear()
+        self.sessions.clear()
+
+    def end_episode(self, context: list[int]) -> None:
+        """An episode ended with `context`: drop the keys/values kept for its next turn (the rollout loop calls
+        this, so finished episodes do not hold memory)."""
+        self.sessions.discard(context)
 
     # ---- sampling --------------------------------------------------------------------------------------------
     @torch.no_grad()

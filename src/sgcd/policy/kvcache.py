@@ -157,7 +157,7 @@ def batch_cache(sources: list[Entry | None], capacity: int, like: Entry) -> tupl
 class SessionStore:
     """Cached keys/values of unfinished episodes, looked up by the longest stored prefix of a new prompt."""
 
-    def __init__(self, max_bytes: int = 4 * 2**30) -> None:
+    def __init__(self, max_bytes: int = 2 * 2**30) -> None:
         self.max_bytes = max_bytes
         self._by_len: dict[int, dict[tuple[int, ...], Entry]] = {}
         self._lru: OrderedDict[tuple[int, ...], int] = OrderedDict()  # tokens -> nbytes, oldest first
@@ -192,6 +192,14 @@ class SessionStore:
                 self.hit_tokens += n
                 return entry
         return None
+
+    def discard(self, context: list[int]) -> None:
+        """Drop the entry of an episode that ended with `context` (the longest stored prefix of it, itself
+        included): nothing will continue it, and stale entries would otherwise fill the store up to max_bytes."""
+        for n in sorted(self._by_len, reverse=True):
+            if n <= len(context) and tuple(context[:n]) in self._by_len[n]:
+                self._drop(tuple(context[:n]))
+                return
 
     def put(self, entry: Entry) -> None:
         if not entry.tokens or entry.tokens in self._lru:

@@ -67,6 +67,8 @@ def _run_recorders(policy, envs, params, limits, on_done=None) -> list[EpisodeRe
             _take_turn(policy, rec, completion, budget, limits)
         for i in [i for i in live if _check_budget(recs[i], limits)]:
             live.remove(i)
+            if hasattr(policy, "end_episode"):  # a policy that keeps per-episode state frees it
+                policy.end_episode(recs[i].context)
             if on_done is not None:
                 on_done(i, recs[i])
     return recs  # type: ignore[return-value]

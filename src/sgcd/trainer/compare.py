@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -151,17 +152,30 @@ def _records(out: Path, todo: list[tuple[str, int, RunConfig]]) -> list[dict]:
 
 
 def _evaluate_before(cfg: RunConfig, out: Path, quiet: bool) -> None:
+    """The starting policy's evaluation, in a child process (so this long-lived parent does not keep the
+    evaluation's memory for the whole study), with every thread, into cfg.eval.before_file."""
+    import multiprocessing
+
+    print(f"[compare] evaluating the starting policy once -> {cfg.eval.before_file}", flush=True)
+    child = multiprocessing.get_context("spawn").Process(target=_before_child, args=(cfg, str(out), quiet))
+    child.start()
+    child.join()
+    if child.exitcode != 0 or not Path(cfg.eval.before_file).is_file():
+        raise CompareError(
+            f"the before-training evaluation failed (exit {child.exitcode}); see the output above"
+        )
+
+
+def _before_child(cfg: RunConfig, out: str, quiet: bool) -> None:
     import shutil
 
     from sgcd.trainer.trainer import Trainer
 
-    scratch = out / ".eval_before"
+    scratch = Path(out) / ".eval_before"
     shutil.rmtree(scratch, ignore_errors=True)
-    print(f"[compare] evaluating the starting policy once -> {cfg.eval.before_file}", flush=True)
     trainer = Trainer(cfg, scratch, quiet=quiet)
     trainer.setup()
     trainer.evaluate_before({})
-    del trainer
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -221,6 +235,11 @@ def _run_in_processes(
     print(f"[compare] {len(queue)} runs to do, {jobs} at a time, {threads} thread(s) each", flush=True)
     running: dict[str, tuple[Any, Any, float]] = {}
     failures: dict[str, str] = {}
+
+    def stop(signum: int, frame: Any) -> None:  # a killed study stops its runs too (they resume next time)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         while queue or running:
             while queue and len(running) < jobs:
@@ -245,6 +264,7 @@ def _run_in_processes(
                     print(f"[compare] {name} failed: {failures[name]}", flush=True)
                 on_finish()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for proc, log, _ in running.values():  # interrupted: stop the children, they resume next time
             proc.terminate()
             try:

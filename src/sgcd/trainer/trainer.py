@@ -294,6 +294,9 @@ class Trainer:
     def _evaluate_saved(self, final_dir: Path, tasks_out: dict[str, float]) -> dict[str, float]:
         from sgcd.policy.models import load_policy
 
+        getattr(
+            self.policy, "clear_caches", lambda: None
+        )()  # the training policy's caches are not needed now
         student = load_policy(
             str(final_dir), device=self.cfg.model.device, dtype=self.cfg.model.dtype, seed=self.cfg.seed
         )

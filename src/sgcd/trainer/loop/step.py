@@ -39,20 +39,6 @@ from sgcd.trainer.loop.collect import Collected, collect_groups
 from sgcd.trainer.loop.teacher import build_references, needs_references, teacher_prefix_rows, token_polarity
 
 SHUFFLE_SEED_OFFSET = 0x5EED  # the shuffle control's generator: seed + this, apart from the minibatch order
-RENAME = {"actor/pg_loss": "loss/policy", "actor/": "policy/", "adv/": "reward/adv_", "div/": "credit/div_",
-          "sd/": "loss/sd_", "opd/": "loss/opd_"}  # fmt: skip
-
-
-def rename(metrics: dict[str, float]) -> dict[str, float]:
-    """Core metric names -> the run's namespaces (algorithm.md §8): actor/ -> policy/, adv/ -> reward/adv_ ..."""
-    out = {}
-    for key, value in metrics.items():
-        for old, new in RENAME.items():
-            if key == old or (old.endswith("/") and key.startswith(old)):
-                key = new + key[len(old) :] if old.endswith("/") else new
-                break
-        out[key] = value
-    return out
 
 
 @dataclass
@@ -154,7 +140,7 @@ def train_on(ctx: StepContext, collected: Collected, timer: Timer | None = None)
     batch = collate(collected.mixed)
     alg = cfg.algorithm_spec
     adv_B, adv_metrics = alg.advantages(batch.rewards_B, batch.group_index_B)
-    metrics.update(rename(adv_metrics))
+    metrics.update(adv_metrics)
     micro = cfg.algorithm.microbatch_size
     ctx.policy.clear_caches()  # the frozen trunk's hidden states of the last step's rows
     with timer(
@@ -281,7 +267,7 @@ def credit(
         metrics["credit/teacher_minus_student_mean"] = float(delta.mean()) if delta.numel() else 0.0
         if teacher.entropy_B_T is not None:
             metrics["credit/teacher_entropy"] = float(teacher.entropy_B_T[mask].mean()) if mask.any() else 0.0
-    return w_B_T, ahat_B_T, rename(metrics)
+    return w_B_T, ahat_B_T, metrics
 
 
 def ref_sensitivity(
@@ -379,20 +365,19 @@ def update(
                     loss = loss + a.kl_beta * kl
                     m.update(km)
                 (loss * _share(mask_b.cpu(), mask_mb, a.loss_agg)).backward()
-                m["actor/total_loss"] = float(loss.detach())
+                m["loss/total"] = float(loss.detach())
                 for k, v in m.items():
                     sums[k] += float(v)
                 n_micro += 1
             clip = o.grad_clip if o.grad_clip > 0 else math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-            sums["actor/grad_norm"] += float(grad_norm)
+            sums["policy/grad_norm"] += float(grad_norm)
             ctx.optimizer.step()
             n_opt += 1
-    out = {k: v / max(n_micro, 1) for k, v in sums.items() if k != "actor/grad_norm"}
-    out["actor/grad_norm"] = sums["actor/grad_norm"] / max(n_opt, 1)
-    out["actor/optimizer_steps"] = float(n_opt)
-    out = rename(out)
-    out["loss/total"] = out.pop("policy/total_loss", 0.0)
+    out = {k: v / max(n_micro, 1) for k, v in sums.items() if k != "policy/grad_norm"}
+    out["policy/grad_norm"] = sums["policy/grad_norm"] / max(n_opt, 1)
+    out["policy/optimizer_steps"] = float(n_opt)
+    out.setdefault("loss/total", 0.0)
     out.setdefault("loss/policy", out.get("loss/sd_div", 0.0))
     return out
 
