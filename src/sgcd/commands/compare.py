@@ -79,7 +79,7 @@ def main(args) -> int:
         if args.resume:
             asked = {
                 k: v
-                for k, v in study_spec(algorithms, seeds, values["preset"], args.overrides).items()
+                for k, v in spec.items()
                 if (k in given or (k == "overrides" and args.overrides)) and v != saved[k]
             }
             if asked:

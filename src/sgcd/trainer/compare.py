@@ -179,18 +179,29 @@ def _before_child(cfg: RunConfig, out: str, quiet: bool) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_in_process(cfg: RunConfig, run_dir: Path, quiet: bool) -> dict:
-    from sgcd.trainer.trainer import resume, train
-
+def _next(run_dir: Path) -> str:
+    """What a run folder needs: "done" (summary.json), "resume" (a checkpoint) or "start" (nothing usable; a
+    run killed before its first checkpoint is removed and started again)."""
     if (run_dir / "summary.json").is_file():
-        return json.loads((run_dir / "summary.json").read_text())
+        return "done"
     if run_dir.exists() and latest_checkpoint(run_dir) is not None:
-        print(f"[compare] {run_dir.name}: resuming", flush=True)
-        return resume(run_dir, quiet=quiet)
-    if run_dir.exists():  # a run killed before its first checkpoint: start it again
+        return "resume"
+    if run_dir.exists():
         import shutil
 
         shutil.rmtree(run_dir)
+    return "start"
+
+
+def _run_in_process(cfg: RunConfig, run_dir: Path, quiet: bool) -> dict:
+    from sgcd.trainer.trainer import resume, train
+
+    action = _next(run_dir)
+    if action == "done":
+        return json.loads((run_dir / "summary.json").read_text())
+    if action == "resume":
+        print(f"[compare] {run_dir.name}: resuming", flush=True)
+        return resume(run_dir, quiet=quiet)
     print(f"[compare] {run_dir.name} ...", flush=True)
     return train(cfg, run_dir, quiet=quiet)
 
@@ -207,7 +218,6 @@ def _run_in_processes(
 ) -> dict[str, str]:
     """Run the unfinished runs as `python -m sgcd train` processes, `jobs` at a time, each with
     cores // jobs threads (OMP/MKL_NUM_THREADS, which torch reads at start-up)."""
-    import shutil
     import subprocess
     import sys
     import time
@@ -221,12 +231,12 @@ def _run_in_processes(
     queue = []
     for algo, seed, cfg in todo:
         name, run_dir = run_name(algo, seed), out / run_name(algo, seed)
-        if (run_dir / "summary.json").is_file():
+        action = _next(run_dir)
+        if action == "done":
             continue
-        if run_dir.exists() and latest_checkpoint(run_dir) is not None:
+        if action == "resume":
             args = ["--resume", str(run_dir)]
         else:
-            shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first checkpoint: start again
             save_config(cfg, out / "configs" / f"{name}.yaml")
             args = ["--preset", str(out / "configs" / f"{name}.yaml"), "--out", str(run_dir)]
         queue.append((name, [sys.executable, "-m", "sgcd", "train", "--quiet", *args]))
