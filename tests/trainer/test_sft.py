@@ -154,7 +154,7 @@ def test_sft_cache_key_without_lora_is_unchanged_by_the_lora_fields():
     from sgcd.trainer.sft import SFT_VERSION, sft_cache_key
 
     cfg = SFTConfig()
-    old_fields = {k: v for k, v in asdict(cfg).items() if not k.startswith("lora_")}
+    old_fields = {k: v for k, v in asdict(cfg).items() if not k.startswith(("lora_", "reference"))}
     blob = json.dumps(["smollm2-135m", "airline-lite", old_fields, SFT_VERSION], sort_keys=True)
     assert (
         sft_cache_key("smollm2-135m", "airline-lite", cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]

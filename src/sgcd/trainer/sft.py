@@ -14,6 +14,12 @@ Departures from plain full fine-tuning, all for CPU speed (a few minutes on 2 co
   top blocks see slightly stale prefix keys/values (the tokens after it are trained exactly).
 - Only the action tokens' hidden states go through the LM head (no (T, V) logits for observation tokens).
 
+With `SFTConfig.reference` (`model.sft_reference`, our addition, not in the paper) a share of the steps trains on
+*reference-reading* examples instead: the RL teacher's prompt (a credit reference built by the offline
+summarizer from scripted sibling attempts, in the system message) followed by the successful sibling's turns,
+so the teacher learns to follow a reference while the clean-prompt steps keep training the student. See
+`sgcd.trainer.sft_reference` and docs/training.md.
+
 `ensure_sft_model(model, env, config)` caches the result under $SGCD_CACHE/sft, keyed by (model, env, config,
 SFT_VERSION), built atomically under a file lock, so the trainer's default run pays for it once.
 """
@@ -56,6 +62,8 @@ class SFTConfig:
     lora_rank: int = 0  # > 0: train peft LoRA adapters of this rank (in the top train_layers blocks) instead
     lora_alpha: float = 16.0
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
+    reference: bool = False  # also train reference-reading examples (sgcd.trainer.sft_reference)
+    reference_share: float = 0.5  # with reference: share of optimizer steps on reference batches
 
 
 @dataclass
@@ -77,15 +85,20 @@ class GoldScript:
         return out
 
 
-def gold_trajectories(policy: Any, domain: Any, tasks: list[Any], max_tokens: int = 4096) -> list[Trajectory]:
-    """Gold episodes recorded by the rollout loop (reward-1 ones only, shorter than max_tokens)."""
+def scripted_trajectory(policy: Any, domain: Any, task: Any, turns: list[str]) -> Trajectory:
+    """The episode of the given assistant turns on a fresh env of `task`, recorded by the rollout loop."""
     from sgcd.rollout import RolloutLimits, run_episode
 
     limits = RolloutLimits(max_turns=64, max_tokens=10**6)
     params = SamplingParams(max_new_tokens=10**6)
+    return run_episode(GoldScript(policy, list(turns)), domain.make_env(task), params, limits)
+
+
+def gold_trajectories(policy: Any, domain: Any, tasks: list[Any], max_tokens: int = 4096) -> list[Trajectory]:
+    """Gold episodes recorded by the rollout loop (reward-1 ones only, shorter than max_tokens)."""
     out = []
     for task in tasks:
-        traj = run_episode(GoldScript(policy, domain.gold_turns(task)), domain.make_env(task), params, limits)
+        traj = scripted_trajectory(policy, domain, task, domain.gold_turns(task))
         if traj.success and len(traj.token_ids) <= max_tokens:
             out.append(traj)
     return out
@@ -136,8 +149,24 @@ def _shared_prefix(trajs: list[Trajectory]) -> int:
     return n
 
 
-def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: bool = True) -> list[float]:
-    """Optimise policy.model on `trajs` (config.batch_size per step, cycling); returns the loss per step."""
+def reference_steps(steps: int, share: float) -> list[bool]:
+    """Which optimizer steps train on reference examples: step i does when floor((i + 1) * share) grows, so
+    every stretch of steps holds `share` of them, spread evenly (share 0.5: the 2nd, 4th, ... step)."""
+    return [math.floor((i + 1) * share) > math.floor(i * share) for i in range(steps)]
+
+
+def train(
+    policy: Any,
+    trajs: list[Trajectory],
+    config: SFTConfig,
+    progress: bool = True,
+    ref_trajs: list[Trajectory] | None = None,
+) -> list[float]:
+    """Optimise policy.model on `trajs` (config.batch_size per step, cycling); returns the loss per step.
+
+    ref_trajs (examples whose prompt carries a credit reference): the steps `reference_steps` picks train on
+    batches of these instead, each list cycled in its own order. A batch never mixes the two, so each kind keeps
+    its own shared prefix (the clean batches exactly as without references) and padding stays short."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from sgcd.policy.trainable import make_trainable, num_blocks
@@ -163,7 +192,11 @@ def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: boo
         return 1.0 - 0.9 * frac
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    P, cache = _shared_prefix(trajs), None
+    pools = [trajs] + ([ref_trajs] if ref_trajs else [])
+    on_ref = reference_steps(config.steps, config.reference_share) if ref_trajs else [False] * config.steps
+    prefixes = [_shared_prefix(pool) for pool in pools]  # per pool: shared prefix length
+    caches: list[Any] = [None] * len(pools)
+    drawn = [0] * len(pools)  # examples drawn from each pool so far
     body = policy.body()
     losses: list[float] = []
     columns = [
@@ -177,12 +210,17 @@ def train(policy: Any, trajs: list[Trajectory], config: SFTConfig, progress: boo
     with Progress(*columns, disable=not bar_on) as bar:
         job = bar.add_task("sft", total=config.steps, loss="-")
         for step in range(config.steps):
-            batch = [trajs[(step * config.batch_size + k) % len(trajs)] for k in range(config.batch_size)]
-            if P and step % config.prefix_refresh == 0:
+            if step % config.prefix_refresh == 0:
+                caches = [None] * len(pools)  # stale: recomputed when next used
+            i = int(on_ref[step])
+            pool, P = pools[i], prefixes[i]
+            batch = [pool[(drawn[i] + k) % len(pool)] for k in range(config.batch_size)]
+            drawn[i] += config.batch_size
+            if P and caches[i] is None:
                 with torch.no_grad():
-                    prefix = torch.tensor([list(trajs[0].prompt_ids[:P])], device=policy.device)
-                    cache = body(input_ids=prefix, use_cache=True)[policy._cache_kw]
-            loss = sft_loss(policy, batch, P, cache)
+                    prefix = torch.tensor([list(pool[0].prompt_ids[:P])], device=policy.device)
+                    caches[i] = body(input_ids=prefix, use_cache=True)[policy._cache_kw]
+            loss = sft_loss(policy, batch, P, caches[i])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -225,7 +263,16 @@ def sft(
     trajs = gold_trajectories(policy, dom, tasks, config.max_tokens)
     if not trajs:
         raise RuntimeError(f"no usable gold trajectories in {split!r} (all failed or exceeded max_tokens)")
-    losses = train(policy, trajs, config, progress)
+    ref = None
+    if config.reference:
+        from sgcd.trainer.sft_reference import reference_examples
+
+        ref = reference_examples(policy, dom, tasks, config.max_tokens, seed=config.seed)
+        if not ref.examples:
+            raise RuntimeError(
+                f"sft reference=true: no task of {split!r} gave a scripted sibling group with a failure"
+            )
+    losses = train(policy, trajs, config, progress, ref.examples if ref else None)
     out = (
         Path(out)
         if out
@@ -246,6 +293,18 @@ def sft(
         "seconds": round(time.time() - t0, 1),
         "sft_version": SFT_VERSION,
     }
+    if ref is not None:
+        steps = reference_steps(config.steps, config.reference_share)
+        meta["reference"] = {
+            "examples": len(ref.examples),
+            "groups": len(ref.groups),
+            "steps": sum(steps),
+            "clean_steps": config.steps - sum(steps),
+            "action_tokens": sum(sum(t.action_mask) for t in ref.examples),
+            "prompt_tokens_mean": round(sum(len(t.prompt_ids) for t in ref.examples) / len(ref.examples), 1),
+            "clean_prompt_tokens_mean": round(sum(len(t.prompt_ids) for t in trajs) / len(trajs), 1),
+            "counts": dict(sorted(ref.stats.items())),
+        }
     (out / "sft.json").write_text(json.dumps(meta, indent=1))
     return out
 
@@ -255,6 +314,13 @@ def sft_cache_key(model_spec: str, env_name: str, config: SFTConfig) -> str:
     if not config.lora_rank:  # LoRA off: the key of the recipe before LoRA existed, so caches stay valid
         for name in ("lora_rank", "lora_alpha", "lora_targets"):
             fields.pop(name)
+    if not config.reference:  # references off: the key from before they existed (the share is then unused)
+        for name in ("reference", "reference_share"):
+            fields.pop(name)
+    else:
+        from sgcd.trainer.sft_reference import REFERENCE_VERSION
+
+        fields["reference_version"] = REFERENCE_VERSION
     blob = json.dumps([model_spec, env_name, fields, SFT_VERSION], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
