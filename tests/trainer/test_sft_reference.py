@@ -160,3 +160,53 @@ def test_short_sft_with_references_runs_on_the_tiny_model(domain, tmp_path, monk
     assert ref["prompt_tokens_mean"] > ref["clean_prompt_tokens_mean"]
     assert all(x == x for x in meta["losses"])  # finite (not NaN)
     assert (out / "model.safetensors").exists()
+
+
+def test_config_fields_validate_and_reach_the_warm_start(monkeypatch):
+    """model.sft_reference / sft_reference_share: off by default; refused where no warm start runs or no step
+    would carry a reference; load_models hands both to SFTConfig."""
+    from sgcd.trainer.config import ConfigError, RunConfig, make_config
+
+    m = RunConfig().model
+    assert m.sft_reference is False and m.sft_reference_share == 0.5
+    cfg = make_config("default", ["model.sft_reference=true", "model.sft_reference_share=0.25"])
+    with pytest.raises(ConfigError, match="sft_warmstart"):
+        make_config("smoke", ["model.sft_reference=true"])  # tiny + sft_warmstart=off: nothing to change
+    with pytest.raises(ConfigError, match="sft_reference_share"):
+        make_config("default", ["model.sft_reference=true", "model.sft_reference_share=0"])
+    with pytest.raises(ConfigError, match="sft_reference_share"):
+        make_config("default", ["model.sft_reference_share=1.5"])
+
+    import sgcd.trainer.sft as sft_module
+    from sgcd.trainer.setup import load_models
+
+    seen = []
+
+    def fake(model, env, budget, **kw):
+        seen.append(budget)
+        raise RuntimeError("stop before loading a model")
+
+    monkeypatch.setattr(sft_module, "ensure_sft_model", fake)
+    with pytest.raises(RuntimeError, match="stop"):
+        load_models(cfg)
+    assert seen[0].reference is True and seen[0].reference_share == 0.25
+    assert seen[0] == SFTConfig(reference=True, reference_share=0.25)
+
+
+def test_cli_passes_the_reference_options(monkeypatch, capsys):
+    import sgcd.trainer.sft as sft_module
+    from sgcd.cli import main
+
+    assert main(["sft", "--model", "tiny", "--reference", "--reference-share", "0"]) == 2
+    assert "--reference-share must be in (0, 1]" in capsys.readouterr().err
+    seen = []
+
+    def fake(model, env, config, *a, **k):
+        seen.append(config)
+        raise FileNotFoundError("stop")
+
+    monkeypatch.setattr(sft_module, "ensure_sft_model", fake)
+    assert main(["sft", "--model", "tiny", "--reference", "--reference-share", "0.25", "--no-progress"]) == 2
+    assert seen[0].reference is True and seen[0].reference_share == 0.25
+    assert main(["sft", "--model", "tiny", "--no-progress"]) == 2
+    assert seen[1].reference is False

@@ -1,6 +1,7 @@
 """`sgcd sft --model smollm2-135m --env airline-lite [--steps N --lr LR --batch-size B --out DIR]`: supervised
 warm-start on the environment's gold trajectories (loss on action tokens only), then a held-out check: one
 sampled episode (temperature 1) per test task, reporting the share of well-formed turns and the success rate.
+`--reference` adds reference-reading examples (our addition, `model.sft_reference` in `sgcd train`).
 
 Without --out the result goes to the shared cache ($SGCD_CACHE/sft, keyed by model, env and budget), which is
 where the trainer's default run looks for it, so running this first makes `sgcd train` skip the warm-start.
@@ -25,6 +26,8 @@ DEFAULTS = {
     "train_layers": 12,
     "seed": 0,
     "lora_rank": 0,
+    "reference": False,
+    "reference_share": 0.5,
 }
 
 
@@ -53,6 +56,18 @@ def register(subparsers) -> None:
         help="> 0: train peft LoRA adapters of this rank in the top --train-layers blocks, merged when saved "
         "(default 0: train the blocks' weights)",
     )
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="reference-reading warm start (our addition; docs/training.md): also train on the RL teacher's "
+        "prompt, a credit reference from scripted sibling attempts, followed by the successful sibling's turns",
+    )
+    p.add_argument(
+        "--reference-share",
+        type=float,
+        default=d.reference_share,
+        help=f"with --reference: share of the steps on reference examples (default {d.reference_share})",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=None, help="output folder (default: the shared SFT cache)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -73,6 +88,8 @@ def main(args: argparse.Namespace) -> int:
             raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.lr <= 0:
         raise CliError(f"--lr must be > 0, got {args.lr}")
+    if not 0 < args.reference_share <= 1:
+        raise CliError(f"--reference-share must be in (0, 1], got {args.reference_share}")
     config = SFTConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -81,6 +98,8 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         train_layers=args.train_layers,
         lora_rank=args.lora_rank,
+        reference=args.reference,
+        reference_share=args.reference_share,
     )
     from sgcd.progress import line, on_terminal
 
@@ -108,6 +127,13 @@ def main(args: argparse.Namespace) -> int:
         f"sft: {meta['examples']} gold trajectories, {meta['config']['steps']} steps, "
         f"loss {meta['losses'][0]:.3f} -> {meta['losses'][-1]:.3f}, {train_s:.0f} s (this call) -> {path}"
     )
+    if "reference" in meta:
+        r = meta["reference"]
+        print(
+            f"sft: reference-reading: {r['steps']} of {meta['config']['steps']} steps on {r['examples']} "
+            f"examples from {r['groups']} scripted sibling groups (prompts {r['prompt_tokens_mean']:.0f} tokens, "
+            f"clean {r['clean_prompt_tokens_mean']:.0f})"
+        )
     result = {"path": str(path), "sft": meta, "wall_s": round(train_s, 1)}
     if args.eval_tasks > 0:
         from sgcd.policy.models import load_policy

@@ -106,6 +106,20 @@ class ModelConfig:
         "SFT warm-start peak learning rate (3e-4 = `sgcd sft`'s default, so both share one cached warm start)",
         lo=0.0,
     )
+    sft_reference: bool = _f(
+        False,
+        "reference-reading warm start (our addition, docs/training.md): a share of the SFT steps trains on the "
+        "RL teacher's prompt, a credit reference built from scripted sibling attempts in the system message, "
+        "followed by the successful sibling's turns, so the teacher learns to read the reference; needs the "
+        "warm start (sft_warmstart on, or auto with smollm2-135m); false keeps the existing cached warm start",
+    )
+    sft_reference_share: float = _f(
+        0.5,
+        "with sft_reference: share of the sft_budget optimizer steps that train on reference examples (the "
+        "others stay clean-prompt; raise sft_budget to keep the clean steps of the plain warm start)",
+        lo=0.0,
+        hi=1.0,
+    )
 
 
 @dataclass
@@ -473,6 +487,17 @@ def check_consistency(cfg: RunConfig) -> None:
     bad += [f"algorithm.{p}" for p in loss_problems(**dataclasses.asdict(cfg.algorithm))]
     if bad:  # what sgcd.core would refuse at the first step, refused before any model loads
         raise ConfigError(bad[0])
+    m = cfg.model
+    if m.sft_reference:
+        if not (m.sft_warmstart == "on" or (m.sft_warmstart == "auto" and m.name == "smollm2-135m")):
+            raise ConfigError(
+                f"model.sft_reference=true changes the SFT warm start, which model.sft_warmstart={m.sft_warmstart} "
+                f"skips for model.name={m.name}; set model.sft_warmstart=on"
+            )
+        if m.sft_reference_share <= 0:
+            raise ConfigError(
+                "model.sft_reference=true with model.sft_reference_share=0 trains no reference step"
+            )
     if cfg.summarizer.kind == "llm" and (not cfg.summarizer.base_url or not cfg.summarizer.model):
         raise ConfigError("summarizer.kind=llm needs summarizer.base_url and summarizer.model")
 

@@ -42,7 +42,12 @@ def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
         if wants_sft(cfg):
             from sgcd.trainer.sft import SFTConfig, ensure_sft_model
 
-            budget = SFTConfig(steps=m.sft_budget, lr=m.sft_lr)
+            budget = SFTConfig(
+                steps=m.sft_budget,
+                lr=m.sft_lr,
+                reference=m.sft_reference,
+                reference_share=m.sft_reference_share,
+            )
             from sgcd.progress import on_terminal  # the warm start draws a rich bar: only on a terminal
 
             bar = cfg.logging.progress and on_terminal()
