@@ -40,8 +40,19 @@ from typing import Any
 
 import torch
 
-from sgcd.policy.base import Completion, SamplingParams
+from sgcd.policy.base import SamplingParams
+from sgcd.trainer.gold import GoldScript, gold_trajectories, scripted_trajectory
 from sgcd.types import Trajectory
+
+__all__ = [
+    "GoldScript",
+    "SFTConfig",
+    "ensure_sft_model",
+    "gold_trajectories",
+    "scripted_trajectory",
+    "sft",
+    "train",
+]
 
 # Bump when the recipe or the prompts it trains on change, so cached warm-starts are rebuilt (the cache key does
 # not hash the prompt). 2: airline-lite's compact opening prompt (policy text + compact tool block).
@@ -64,44 +75,6 @@ class SFTConfig:
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
     reference: bool = False  # also train reference-reading examples (sgcd.trainer.sft_reference)
     reference_share: float = 0.5  # with reference: share of optimizer steps on reference batches
-
-
-@dataclass
-class GoldScript:
-    """A TokenPolicy stand-in whose turns are the given gold texts, tokenized alone (+ end-of-turn)."""
-
-    policy: Any
-    turns: list[str]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.policy, name)
-
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
-        out = []
-        for _ in prompts:
-            text = self.turns.pop(0)
-            ids = self.policy.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.policy.eot_id]
-            out.append(Completion(tuple(ids), (0.0,) * len(ids), text, True))
-        return out
-
-
-def scripted_trajectory(policy: Any, domain: Any, task: Any, turns: list[str]) -> Trajectory:
-    """The episode of the given assistant turns on a fresh env of `task`, recorded by the rollout loop."""
-    from sgcd.rollout import RolloutLimits, run_episode
-
-    limits = RolloutLimits(max_turns=64, max_tokens=10**6)
-    params = SamplingParams(max_new_tokens=10**6)
-    return run_episode(GoldScript(policy, list(turns)), domain.make_env(task), params, limits)
-
-
-def gold_trajectories(policy: Any, domain: Any, tasks: list[Any], max_tokens: int = 4096) -> list[Trajectory]:
-    """Gold episodes recorded by the rollout loop (reward-1 ones only, shorter than max_tokens)."""
-    out = []
-    for task in tasks:
-        traj = scripted_trajectory(policy, domain, task, domain.gold_turns(task))
-        if traj.success and len(traj.token_ids) <= max_tokens:
-            out.append(traj)
-    return out
 
 
 def _batch(trajs: list[Trajectory], P: int, device: Any) -> tuple[torch.Tensor, ...]:

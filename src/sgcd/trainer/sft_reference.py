@@ -116,7 +116,7 @@ def failure_scripts(domain: Any, task: Any, tools: Any, rng: random.Random) -> d
 
 
 def _play(policy: Any, domain: Any, task: Any, turns: list[str]) -> Trajectory:
-    from sgcd.trainer.sft import scripted_trajectory
+    from sgcd.trainer.gold import scripted_trajectory
 
     return scripted_trajectory(policy, domain, task, turns)
 
