@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import trl_helpers as H
 from transformers import TrainingArguments
 from trl import GRPOTrainer
@@ -77,6 +78,13 @@ def test_each_rank_saves_and_resumes_its_own_refill_sampler(airline, tmp_path, m
         assert [t.task_id for t in resumed[r]._sampler.next(12)] == [
             t.task_id for t in running[r]._sampler.next(12)
         ], f"rank {r} draws another refill order after the resume"
+    # a checkpoint from before the per-rank files: rank 1 resumes at rank 0's position and says so
+    (folder / SGCDGRPOTrainer.rollout_state_name(1)).unlink()
+    legacy = H.make_rollout(airline)
+    as_rank(1, legacy)
+    with pytest.warns(UserWarning, match="no refill-sampler state for rank 1"):
+        trainer._load_rng_state(str(folder))
+    assert legacy.state_dict() == {"sampler": stood[0], "rank": 1}
 
 
 def _mkdir(trainer) -> None:
