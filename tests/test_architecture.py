@@ -134,3 +134,10 @@ def test_eval_never_loads_credit_reference_at_run_time():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_the_episode_json_sits_on_types_only():
+    """sgcd.episode_io is the one episode JSON every layer reads and writes, so it may import only sgcd.types."""
+    for name in _imports(SRC / "episode_io.py"):
+        if name.startswith("sgcd"):
+            assert name.startswith("sgcd.types"), f"episode_io.py imports {name}"

@@ -7,6 +7,10 @@ The run-folder contract (written by the trainer):
     RUN_DIR/summary.json                final figures
     RUN_DIR/samples/step_XXXXXX.jsonl   one JSON line per sampled mixed group (siblings with per-token data)
 
+A sibling is the one episode JSON (`sgcd.episode_io.trajectory_record`: outcome, text-level episode, token ids,
+mask, turn ids, types) plus the trainer's extras (advantage, decoded tokens, weights, teacher and student
+log-probs); records of a version newer than episode_io reads are refused, older ones read as they are.
+
 Everything except `metrics.jsonl` may be missing (a run still in progress has no summary; a GRPO run may have
 no samples): the report says so instead of failing. Malformed input raises `RunDirError` with one line naming
 the file, the line and the field. Metric keys are treated generically: any numeric value is a series.
@@ -22,9 +26,9 @@ from typing import Any
 
 import yaml
 
+from sgcd.episode_io import record_version
+
 DEFAULT_EPS = 0.2  # algorithm.md §5: eps = 0.2 unless the config says otherwise
-PER_TOKEN_FIELDS = ("token_ids", "action_mask", "turn_ids", "token_types", "weights", "teacher_logprobs",
-                    "student_logprobs")  # fmt: skip
 
 
 class RunDirError(ValueError):
@@ -200,6 +204,10 @@ def parse_sibling(obj: Any, where: str) -> Sibling:
     """One sibling dict -> Sibling; per-token lists must agree in length with `tokens`."""
     if not isinstance(obj, dict):
         raise RunDirError(f"{where}: expected a JSON object")
+    try:
+        record_version(obj)
+    except ValueError as exc:
+        raise RunDirError(f"{where}: {exc}") from None
     tokens = obj.get("tokens")
     if not isinstance(tokens, list):
         raise RunDirError(f"{where}: field 'tokens' must be a list of strings")

@@ -11,9 +11,10 @@ RUN_DIR/
 
 Sample line format (a contract with `sgcd report`): one JSON object per mixed group,
   {"step", "task_id", "instruction", "reference" (CreditReference dict | null), "reference_text",
-   "siblings": [{"reward", "success", "advantage", "episode" (text-level dict), "tokens" (decoded per token),
-                 "token_ids", "action_mask", "turn_ids", "token_types", "weights", "teacher_logprobs",
-                 "student_logprobs"}]}
+   "siblings": [{<the episode JSON of sgcd.episode_io.trajectory_record: "version", "task_id", "reward",
+                  "success", "truncated", "group_id", "episode" (text level), "prompt_ids", "token_ids",
+                  "action_mask", "turn_ids", "logprobs", "token_types">,
+                 "advantage", "tokens" (decoded per token), "weights", "teacher_logprobs", "student_logprobs"}]}
 Per-token lists cover the trajectory tokens only (after the clean prompt); teacher_logprobs is null when the
 step had no teacher. Only the newest `keep_samples` files are kept, so the folder does not grow without bound.
 """
@@ -69,8 +70,3 @@ def write_samples(run_dir: Path, step: int, rows: list[dict[str, Any]], keep: in
     for old in files[:-keep]:
         old.unlink(missing_ok=True)
     return path
-
-
-def episode_dict(episode: Any) -> dict[str, Any]:
-    """A text-level Episode as plain JSON (messages, steps with calls, reward, success, info)."""
-    return json.loads(json.dumps(dataclasses.asdict(episode), default=_json_default))

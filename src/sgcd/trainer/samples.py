@@ -1,15 +1,16 @@
 """Bounded per-group samples of a step for the report (format: see sgcd.trainer.runs).
 
 Up to `n` mixed groups of the step, each with its credit reference, the rendered teacher text, and per sibling
-the text-level episode plus every per-token array the heatmaps need (decoded tokens, mask, turn ids, types,
-weights, teacher and student log-probs), all cut to the trajectory's own length.
+the one episode JSON (`sgcd.episode_io.trajectory_record`: the text-level episode, outcome and token arrays)
+plus the trainer's extras the heatmaps need (advantage, decoded tokens, weights, teacher and student
+log-probs), all cut to the trajectory's own length.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sgcd.trainer.runs import episode_dict
+from sgcd.episode_io import trajectory_record
 
 
 def _reference_fields(ref: Any) -> tuple[dict | None, str]:
@@ -18,15 +19,6 @@ def _reference_fields(ref: Any) -> tuple[dict | None, str]:
     from sgcd.credit_reference import render_reference
 
     return ref.model_dump(), render_reference(ref)
-
-
-def _episode(group: Any, traj: Any) -> dict:
-    try:
-        from sgcd.credit_reference.group_io import episode_to_json
-
-        return episode_to_json(traj.episode)
-    except ImportError:
-        return episode_dict(traj.episode)
 
 
 def sample_rows(out: Any, step: int, tokenizer: Any, n: int) -> list[dict[str, Any]]:
@@ -47,15 +39,9 @@ def sample_rows(out: Any, step: int, tokenizer: Any, n: int) -> list[dict[str, A
             )
             siblings.append(
                 {
-                    "reward": float(traj.reward),
-                    "success": bool(traj.success),
+                    **trajectory_record(traj),
                     "advantage": float(out.advantages_B[b]),
-                    "episode": _episode(group, traj),
                     "tokens": [tokenizer.decode([i]) for i in traj.token_ids],
-                    "token_ids": list(traj.token_ids),
-                    "action_mask": list(traj.action_mask),
-                    "turn_ids": list(traj.turn_ids),
-                    "token_types": list(traj.token_types) if traj.token_types else None,
                     "weights": [round(float(x), 5) for x in out.weights_B_T[b, :T]],
                     "teacher_logprobs": teacher,
                     "student_logprobs": [round(float(x), 5) for x in out.student_B_T[b, :T]],

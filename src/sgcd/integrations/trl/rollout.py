@@ -113,10 +113,13 @@ class SGCDRollout:
         self._tasks = {t.task_id: t for t in [*train, *extra]}
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the refill sampler stands (saved in each TRL checkpoint by SGCDGRPOTrainer)."""
-        return {"sampler": self._sampler.state_dict()}
+        """Where this process's refill sampler stands and the rank it is seeded for (SGCDGRPOTrainer saves one
+        per rank in each TRL checkpoint)."""
+        return {"sampler": self._sampler.state_dict(), "rank": self._rank}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the position; bind_rank(rank) first, so the seed is this process's (a state saved by another
+        rank only moves the position)."""
         self._sampler.load_state_dict(state["sampler"])
 
     def policy(self, trainer: Any) -> Any:

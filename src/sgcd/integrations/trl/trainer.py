@@ -304,22 +304,48 @@ class SGCDGRPOTrainer(GRPOTrainer):
             inputs = drop_masked_rows(inputs)
         return super()._compute_loss(model, inputs)
 
-    ROLLOUT_STATE = "sgcd_rollout.json"  # in each checkpoint-N folder: the refill sampler's position
+    # In each checkpoint-N folder, one file per process: the refill sampler of rank r (seeded seed + 7919 r)
+    # stands at its own position. Rank 0 (and a single process) keeps the historical name, so checkpoints
+    # written before the per-rank files still resume.
+    ROLLOUT_STATE = "sgcd_rollout.json"
+
+    @classmethod
+    def rollout_state_name(cls, rank: int) -> str:
+        return cls.ROLLOUT_STATE if rank == 0 else f"sgcd_rollout_rank{rank}.json"
+
+    def _process_index(self) -> int:
+        return int(getattr(self.accelerator, "process_index", 0) or 0)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        if self.args.should_save and folder.is_dir():
-            (folder / self.ROLLOUT_STATE).write_text(json.dumps(self.sgcd_rollout.state_dict()))
+        if folder.is_dir():  # every process writes its own file (as Trainer does with rng_state_{rank}.pth)
+            rank = self._process_index()
+            self.sgcd_rollout.bind_rank(rank)
+            path = folder / self.rollout_state_name(rank)
+            path.write_text(json.dumps(self.sgcd_rollout.state_dict()))
 
     def _load_rng_state(self, checkpoint: Any) -> None:
-        """Called by Trainer.train(resume_from_checkpoint=...): the sampler resumes where it stood, too."""
+        """Called by Trainer.train(resume_from_checkpoint=...): each rank's sampler resumes where it stood."""
         super()._load_rng_state(checkpoint)
-        path = Path(checkpoint) / self.ROLLOUT_STATE if checkpoint else None
-        if path is not None and path.is_file():
-            self.sgcd_rollout.load_state_dict(json.loads(path.read_text()))
+        if not checkpoint:
+            return
+        rank = self._process_index()
+        path = Path(checkpoint) / self.rollout_state_name(rank)
+        if not path.is_file():
+            legacy = Path(checkpoint) / self.ROLLOUT_STATE
+            if rank == 0 or not legacy.is_file():
+                return
+            warnings.warn(
+                f"{checkpoint} holds no refill-sampler state for rank {rank} (written before per-rank files); "
+                "this rank resumes at rank 0's position, with its own seed",
+                stacklevel=2,
+            )
+            path = legacy
+        self.sgcd_rollout.bind_rank(rank)
+        self.sgcd_rollout.load_state_dict(json.loads(path.read_text()))
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         out = super()._generate_and_score_completions(inputs)

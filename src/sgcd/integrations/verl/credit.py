@@ -125,33 +125,36 @@ def sgcd_token_advantages(
 
 
 def episode_record(traj: Any, opening: Any, instruction: str = "") -> dict[str, Any]:
-    """What the `sgcd_agent` loop ships per row in extra_fields["sgcd"]: the task id and instruction, the
-    text-level episode, the clean prompt, the turn ids and token types."""
-    from sgcd.credit_reference.group_io import episode_to_json, message_to_json
+    """What the `sgcd_agent` loop ships per row in extra_fields["sgcd"]: the one episode JSON
+    (`sgcd.episode_io.trajectory_record`: text-level episode, outcome, token ids, mask, turn ids, types) plus
+    verl's extras, the task instruction and the clean prompt's messages and tools."""
+    from sgcd.episode_io import message_to_json, trajectory_record
 
     return {
-        "task_id": traj.task_id,
+        **trajectory_record(traj),
         "instruction": instruction,
-        "episode": episode_to_json(traj.episode),
         "prompt": {"messages": [message_to_json(m) for m in opening.messages], "tools": list(opening.tools)},
-        "turn_ids": list(traj.turn_ids),
-        "token_types": list(traj.token_types),
     }
 
 
 def group_record(records: list[dict[str, Any]], success_threshold: float) -> dict[str, Any]:
     """The group JSON (credit_reference.group_io) of one uid's records: the task id, the instruction, the clean
-    prompt and the siblings' episodes, each labelled a success iff reward >= success_threshold (the rule that
-    also decides which groups are mixed)."""
+    prompt and the siblings' episode records, each labelled a success iff reward >= success_threshold (the rule
+    that also decides which groups are mixed)."""
+    from sgcd.episode_io import RECORD_FIELDS, with_success
+
     first = records[0]
-    episodes = [
-        {**r["episode"], "success": float(r["episode"]["reward"]) >= success_threshold} for r in records
+    siblings = [
+        with_success(
+            {k: r[k] for k in RECORD_FIELDS if k in r}, float(r["episode"]["reward"]) >= success_threshold
+        )
+        for r in records
     ]
     return {
         "task_id": first.get("task_id") or first["episode"].get("task_id", ""),
         "instruction": first.get("instruction", ""),
         "prompt": first["prompt"],
-        "siblings": [{"episode": e} for e in episodes],
+        "siblings": siblings,
     }
 
 
