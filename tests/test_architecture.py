@@ -4,6 +4,8 @@
 - eval/ never reaches credit_reference/, directly or through anything it imports from sgcd: the deployed
   student cannot see sibling evidence.
 - envs/, policy/ and credit_reference/ never import trainer/ or integrations/ (dependencies point one way).
+- report/ never imports trainer/ or integrations/: it reads run folders; trainer/compare.py writes a study's
+  tables and curves through sgcd.report.study, their one owner, so the edge points one way only.
 - integrations/ never import trainer/: the engines reach the algorithm through sgcd.algorithm, scoring through
   sgcd.policy.scoring and the task sampler through sgcd.rollout.sampling (issue 18).
 - algorithm.py imports core (lazily) and nothing above it.
@@ -64,7 +66,7 @@ def test_core_imports_torch_and_stdlib_only():
                 assert name.startswith("sgcd.core"), f"{path.relative_to(SRC)} imports {name} outside core"
 
 
-@pytest.mark.parametrize("sub", ["envs", "policy", "credit_reference", "core", "rollout", "eval"])
+@pytest.mark.parametrize("sub", ["envs", "policy", "credit_reference", "core", "rollout", "eval", "report"])
 def test_lower_layers_never_import_trainer_or_integrations(sub):
     for path in _files(sub):
         for name in _imports(path):

@@ -28,13 +28,16 @@ def test_compare_writes_table_plot_and_reuses_runs(tmp_path, capsys, coin_overri
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| grpo | 1 |" in printed and "| sgcd | 1 |" in printed
+    # compare.md is the study (sgcd.report.study): per-arm rows "finished/planned", printed as well
+    assert "| grpo | 1/1 |" in printed and "| sgcd | 1/1 |" in printed
+    table = (out / "compare.md").read_text()
+    assert table.startswith("# Study: cmp") and "| grpo | 1/1 |" in table and "](curves.png)" in table
     result = json.loads((out / "compare.json").read_text())
     assert [(r["algorithm"], r["seed"]) for r in result["runs"]] == [("grpo", 0), ("sgcd", 0)]
     for run in result["runs"]:
         assert (tmp_path / "cmp" / f"{run['algorithm']}-s0" / "final").is_dir()
         assert run["success_after"] is not None and run["state_changing_rate"] is not None
-    assert (out / "curves.png").stat().st_size > 1000 and "plot_error" not in result
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "plot_error" not in result
     # matched: the two runs' configs differ only in algorithm.name
     import yaml
 
@@ -45,6 +48,28 @@ def test_compare_writes_table_plot_and_reuses_runs(tmp_path, capsys, coin_overri
     stamp = (out / "grpo-s0" / "summary.json").stat().st_mtime_ns
     assert main(args) == 0
     assert (out / "grpo-s0" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_compare_plotting_failure_keeps_table_and_compare_json(tmp_path, monkeypatch):
+    """_write hands the table and curves to sgcd.report.study; a plotting failure loses neither the table nor
+    compare.json, which names the error."""
+    from sgcd.report import study
+    from sgcd.trainer.compare import _write
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("matplotlib backend unavailable")
+
+    monkeypatch.setattr(study, "study_curves_png", broken)
+    out = tmp_path / "cmp"
+    out.mkdir()
+    result = _write(out, [], ["grpo", "sgcd"], [0, 1], {"grpo-s1": "exit 1"}, "sgcd compare --out cmp")
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved == result and saved["plot_error"] == "RuntimeError: matplotlib backend unavailable"
+    assert saved["missing"] == ["grpo-s0", "grpo-s1", "sgcd-s0", "sgcd-s1"] and saved["failures"]
+    table = (out / "compare.md").read_text()
+    assert "0 of 4 runs finished" in table and "| grpo | 0/2 |" in table and "sgcd compare --out cmp" in table
+    assert "could not be drawn: RuntimeError: matplotlib backend unavailable" in table
+    assert not (out / "curves.png").exists()
 
 
 def test_compare_rejects_unknown_algorithm(tmp_path, capsys):

@@ -7,7 +7,8 @@ Every run uses the same preset, tasks, seeds and budget; only the arm (algorithm
 for the `sgcd-shuffle` control) and the seed differ. Extra dotted KEY=VALUE overrides apply to all runs. The
 starting policy is evaluated once and every run reuses that evaluation. --jobs N runs N training processes at
 once with the CPU threads split between them (DIR/logs/ has their output). Writes DIR/compare.json (per-run
-paths and figures), DIR/compare.md (the table) and DIR/curves.png; `sgcd report DIR` renders the study.
+paths and figures), DIR/compare.md (the study: status, verdicts, per-arm tables) and DIR/curves.png (its
+learning curves), both by sgcd.report.study; `sgcd report DIR` shows the same as an HTML page.
 """
 
 from __future__ import annotations
@@ -96,8 +97,12 @@ def main(args) -> int:
         )
     except (ConfigError, TrainError, CompareError) as exc:
         raise CliError(str(exc)) from exc
-    print(Path(result["table"]).read_text())
-    print(f"written: {args.out / 'compare.json'}, {result['table']}, {result['plot']}")
+    print((args.out / "compare.md").read_text(encoding="utf-8"))
+    curves = args.out / "curves.png"
+    drawn = f", {curves}" if curves.is_file() and "plot_error" not in result else ""
+    print(f"written: {args.out / 'compare.json'}, {args.out / 'compare.md'}{drawn}")
+    if "plot_error" in result:
+        print(f"the curves could not be drawn: {result['plot_error']}")
     if result["failures"]:
         raise CliError(
             f"{len(result['failures'])} run(s) failed: {', '.join(result['failures'])}; fix and --resume"

@@ -1,5 +1,7 @@
 """The study report (issue 17): a finished or partial `sgcd compare` folder -> per-arm tables, paired tests and
-one verdict line per claim, as Markdown (docs/results.md) and as tables the compare HTML page shows.
+one verdict line per claim, as Markdown (docs/results.md) and as tables the compare HTML page shows. The one
+summary of a study: `sgcd compare` writes DIR/compare.md and DIR/curves.png through write_study, and the compare
+page shows the same analysis and curves (plus DIAGNOSTIC_PANELS).
 
 Input: DIR/compare.json ("algorithms", "seeds", "runs" [{algorithm, seed, run_dir, ...}], optional "command"),
 and per run RUN_DIR/summary.json (eval_before/eval_after, eval_after_tasks {task: 0|1}, wall_s) and
@@ -351,6 +353,7 @@ class Analysis:
     tables: list[tuple[str, list[str], list[list[str]]]]  # (title, header, rows)
     verdict_lines: list[str]
     status_lines: list[str]
+    curves_error: str = ""  # set by write_study when the curves could not be drawn
 
 
 def analyse(study: Study, n_boot: int = 10_000) -> Analysis:
@@ -497,6 +500,14 @@ CURVE_PANELS = (
     ("training success (sampled groups)", ("reward/success_rate",)),
     ("write calls per episode (training)", ("tools/writes_per_episode", "tools/write_share")),
 )
+# Training diagnostics per arm, drawn the same way (the compare page shows them below the study's curves).
+DIAGNOSTIC_PANELS = (
+    ("training reward (mean)", ("reward/mean",)),
+    ("answer-only episodes (training)", ("tools/answer_only_share",)),
+    ("credit weight std", ("credit/w_std",)),
+    ("policy entropy", ("policy/entropy",)),
+)
+PANEL_TITLES = {"tools/write_share": "write share of episodes (training)"}  # a panel drawn from its fallback
 
 
 def curve_points(runs: list[Run], keys: tuple[str, ...]) -> tuple[str | None, dict[int, list[float]]]:
@@ -512,9 +523,13 @@ def curve_points(runs: list[Run], keys: tuple[str, ...]) -> tuple[str | None, di
     return key, dict(sorted(points.items()))
 
 
-def study_curves_png(study: Study) -> bytes | None:
-    """One PNG, a panel per CURVE_PANELS entry, a line per arm: mean over the seeds that logged the step, band
-    min-max over seeds. Finished and unfinished runs both count. None when no run logged any of them."""
+Panels = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def study_curves_png(study: Study, panels: Panels = CURVE_PANELS) -> bytes | None:
+    """One PNG, a panel per entry of `panels` (CURVE_PANELS: the study's curves; DIAGNOSTIC_PANELS), a line per
+    arm: mean over the seeds that logged the step, band min-max over seeds. Finished and unfinished runs both
+    count. None when no run logged any of them."""
     import io
 
     import matplotlib
@@ -522,9 +537,9 @@ def study_curves_png(study: Study) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(15, 4))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     drawn = False
-    for ax, (title, keys) in zip(axes, CURVE_PANELS):
+    for ax, (title, keys) in zip(axes[0], panels):
         used = None
         for arm in study.arms:
             runs = [r for r in study.runs if r.arm == arm and r.metrics]
@@ -540,7 +555,7 @@ def study_curves_png(study: Study) -> bytes | None:
                 ax.fill_between(steps, [min(v) for v in pts.values()], [max(v) for v in pts.values()],
                                 alpha=0.15, color=line.get_color())  # fmt: skip
             drawn = True
-        ax.set_title(title if used != "tools/write_share" else "write share of episodes (training)")
+        ax.set_title(PANEL_TITLES.get(used, title))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if used:
@@ -558,16 +573,26 @@ def study_curves_png(study: Study) -> bytes | None:
 
 def write_study(root: Path | str, md_path: Path | str, curves: Path | str | None = None,
                 n_boot: int = 10_000) -> tuple[Analysis, Path | None]:  # fmt: skip
-    """Write the Markdown to md_path and the curves PNG (default: study_curves.png beside the Markdown)."""
+    """Write the Markdown to md_path and the curves PNG (default: study_curves.png beside the Markdown).
+
+    A plotting failure does not lose the Markdown: it is written without the figure, its status lines name the
+    error, and Analysis.curves_error holds it (one line)."""
     md_path = Path(md_path)
     curves_path = Path(curves) if curves is not None else md_path.with_name("study_curves.png")
     study = load_study(root)
     an = analyse(study, n_boot=n_boot)
-    png = study_curves_png(study)
+    try:
+        png = study_curves_png(study)
+        if png is not None:
+            curves_path.parent.mkdir(parents=True, exist_ok=True)
+            curves_path.write_bytes(png)
+    except Exception as exc:  # noqa: BLE001 - a plotting problem must not lose the tables
+        png, an.curves_error = None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        an.status_lines.append(f"The learning curves could not be drawn: {an.curves_error}")
     drawn = png is not None
-    if drawn:
-        curves_path.parent.mkdir(parents=True, exist_ok=True)
-        curves_path.write_bytes(png)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(render_markdown(an, curves_path if drawn else None, md_path) + "\n", encoding="utf-8")
+    text = render_markdown(an, curves_path if drawn else None, md_path) + "\n"
+    tmp = md_path.with_name(md_path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, md_path)  # a reader never sees half a table
     return an, curves_path if drawn else None

@@ -1,18 +1,19 @@
-"""Matched comparisons: the same preset, tasks, seeds and budget, one run per (arm, seed), then a table and
-learning curves. An arm is an algorithm name or a named variant (ARM_VARIANTS: `sgcd-shuffle`, the control).
+"""Matched comparisons: the same preset, tasks, seeds and budget, one run per (arm, seed), then the study's
+tables and learning curves. An arm is an algorithm name or a named variant (ARM_VARIANTS: `sgcd-shuffle`, the
+control).
 
 DIR/study.json             what the study is (arms, seeds, preset, overrides); `--resume` continues from it
 DIR/eval_before.json       the starting policy's held-out evaluation, made once and reused by every run
 DIR/<arm>-s<seed>/         one ordinary run folder each (a finished run is reused, a killed one resumed)
 DIR/logs/, DIR/configs/    with --jobs > 1: each run's output and the config it was started with
-DIR/compare.json           per-run paths and figures, per-arm aggregates, missing and failed runs
-DIR/compare.md             the table in Markdown
-DIR/curves.png             held-out success and training success per step, mean over seeds (shaded min-max)
+DIR/compare.json           the command, arms, seeds, missing and failed runs, and per run its paths and final
+                           figures (success before/after, the health rates of HEALTH_KEYS, wall time)
+DIR/compare.md             the study (sgcd.report.study.write_study): status, verdicts, per-arm tables
+DIR/curves.png             its learning curves (held-out and training success, writes per episode)
 
-Table columns, from each run's final held-out evaluation (`summary.json` eval_after): success mean and spread
-(sample std over seeds, and min-max), the state-changing-call rate, the share of answer-only episodes and the
-tool-error rate, as reported by `sgcd.eval`. The health keys are looked up by name, see HEALTH_KEYS. The
-study's statistics (CIs over seeds, paired tests, verdicts) are sgcd.report's.
+compare.md and curves.png are rewritten after every run, so a running study shows its progress. The tables,
+statistics (CIs over seeds, paired tests, verdicts) and curves are sgcd.report.study's alone; `sgcd report DIR`
+shows the same on the HTML page.
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sgcd.trainer.checkpoint import latest_checkpoint, write_atomic_text
 from sgcd.trainer.config import RunConfig
-from sgcd.trainer.logging import read_jsonl
 
 # column -> candidate metric names in the evaluation result (first one present wins)
 HEALTH_KEYS = {
@@ -310,52 +309,6 @@ def _run_record(algo: str, seed: int, run_dir: Path, summary: dict) -> dict:
     return rec
 
 
-def _stats(values: list[float | None]) -> dict[str, float | None]:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {
-        "mean": statistics.fmean(vals),
-        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-        "min": min(vals),
-        "max": max(vals),
-        "n": len(vals),
-    }
-
-
-def aggregate(runs: list[dict], algorithms: list[str]) -> dict[str, dict]:
-    out = {}
-    for algo in algorithms:
-        rs = [r for r in runs if r["algorithm"] == algo]
-        out[algo] = {
-            col: _stats([r.get(col) for r in rs]) for col in ("success_before", "success_after", *HEALTH_KEYS)
-        }
-    return out
-
-
-def table_markdown(agg: dict[str, dict]) -> str:
-    def fmt(s: dict, spread: bool = False) -> str:
-        if s["mean"] is None:
-            return "n/a"
-        text = f"{s['mean']:.3f}"
-        if spread:
-            text += f" ± {s['std']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"
-        return text
-
-    lines = [
-        "| algorithm | seeds | success before | held-out success (mean ± std [min, max]) | state-changing-call "
-        "episodes | answer-only episodes | tool-error rate |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for algo, a in agg.items():
-        lines.append(
-            f"| {algo} | {a['success_after']['n']} | {fmt(a['success_before'])} | "
-            f"{fmt(a['success_after'], True)} | {fmt(a['state_changing_rate'])} | "
-            f"{fmt(a['answer_only_rate'])} | {fmt(a['tool_error_rate'])} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def _write(
     out: Path,
     runs: list[dict],
@@ -364,7 +317,10 @@ def _write(
     failures: dict[str, str] | None = None,
     command: str = "",
 ) -> dict:
-    agg = aggregate(runs, algorithms)
+    """DIR/compare.json, then the study's tables and curves (sgcd.report.study, their one owner) as
+    DIR/compare.md and DIR/curves.png. A plotting failure keeps the table and compare.json ("plot_error")."""
+    from sgcd.report.study import write_study
+
     done = {run_name(r["algorithm"], r["seed"]) for r in runs}
     result = {
         "command": command,
@@ -373,48 +329,10 @@ def _write(
         "missing": [run_name(a, s) for a in algorithms for s in seeds if run_name(a, s) not in done],
         "failures": failures or {},
         "runs": runs,
-        "aggregate": agg,
-        "table": str(out / "compare.md"),
-        "plot": str(out / "curves.png"),
     }
-    write_atomic_text(out / "compare.md", table_markdown(agg))
-    try:
-        plot_curves(runs, algorithms, out / "curves.png")
-    except Exception as exc:  # noqa: BLE001 - a plotting problem must not lose the table
-        result["plot_error"] = f"{type(exc).__name__}: {exc}"
     write_atomic_text(out / "compare.json", json.dumps(result, indent=2) + "\n")
+    analysis, _ = write_study(out, out / "compare.md", out / "curves.png")
+    if analysis.curves_error:
+        result["plot_error"] = analysis.curves_error
+        write_atomic_text(out / "compare.json", json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _curve(rows: list[dict], key: str) -> dict[int, float]:
-    return {int(r["step"]): float(r[key]) for r in rows if isinstance(r.get(key), (int, float))}
-
-
-def plot_curves(runs: list[dict], algorithms: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in (
-        (axes[0], "eval/success", "held-out success"),
-        (axes[1], "reward/success_rate", "training success (sampled groups)"),
-    ):
-        for algo in algorithms:
-            curves = [_curve(read_jsonl(Path(r["metrics"])), key) for r in runs if r["algorithm"] == algo]
-            steps = sorted({s for c in curves for s in c})
-            if not steps:
-                continue
-            means = [statistics.fmean([c[s] for c in curves if s in c]) for s in steps]
-            lo = [min(c[s] for c in curves if s in c) for s in steps]
-            hi = [max(c[s] for c in curves if s in c) for s in steps]
-            (line,) = ax.plot(steps, means, marker="o", label=f"{algo} (n={len(curves)})")
-            ax.fill_between(steps, lo, hi, alpha=0.15, color=line.get_color())
-        ax.set_xlabel("step")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
