@@ -165,8 +165,8 @@ def test_cli_report_and_one_line_errors(tmp_path, capsys):
 
 
 def _compare_dir(tmp_path: Path) -> Path:
-    """A compare folder shaped like `sgcd compare` writes it: runs with absolute run_dir and figures,
-    per-algorithm aggregates, compare.md and curves.png (named by "table" and "plot")."""
+    """A compare folder as `sgcd compare` wrote it before sgcd.report.study owned the tables: runs with absolute
+    run_dir and figures, per-algorithm "aggregate" figures, and compare.md named by "table"."""
     root = tmp_path / "cmp"
     runs = []
     for algo, seeds in (("grpo", (0, 1)), ("sgcd", (0, 1))):
@@ -190,23 +190,20 @@ def test_compare_page(tmp_path):
     result = build_compare_report(root)
     html = result.html_path.read_text()
     assert RESOURCE_RE.search(html) is None and result.html_bytes < MAX_BYTES
-    # aggregate row: mean 0.5, std 0.1, min 0.4, max 0.6 over n = 2 seeds
-    assert "0.500 ± 0.100 [0.400, 0.600] (n=2)" in html and "0.250 ± 0.100" in html
-    assert "| grpo | 0.25 |" in html  # compare.md shown too
+    # the old "aggregate" key is ignored: the study section's per-arm table is the only one computed
+    assert "± 0.100" not in html and "<h3>Held-out success after training" in html
+    assert "| grpo | 0.25 |" in html  # the file compare.json names as "table" is shown verbatim
     assert (
         "&lt;i&gt;sgcd&lt;/i&gt; seed 2: no metrics.jsonl" in html
     )  # a missing run is named, escaped, not fatal
     assert 'href="sgcd-s0/run/report.html"' in html
-    names = {p.name for p in result.png_paths}
-    assert {
-        "compare_held_out_success.png",
-        "compare_train_reward.png",
-        "compare_credit_weight_std.png",
-    } <= names
+    # the curves are the study's (sgcd.report.study), its own panels and the training diagnostics
+    assert {p.name for p in result.png_paths} == {"study_curves.png", "study_diagnostics.png"}
+    assert 'alt="training diagnostics per arm" src="data:image/png;base64,' in html
     assert cli_main(["report", str(root), "--quiet"]) == 0  # compare.json is detected
 
 
-def test_compare_rows_override_aggregate():
+def test_compare_rows_table():
     from sgcd.report.compare import table_rows
 
     cols, rows = table_rows(
@@ -216,6 +213,9 @@ def test_compare_rows_override_aggregate():
         {"algorithm": "grpo", "x": "0.1235"},
         {"algorithm": "sgcd", "y": ""},
     ]
+    assert table_rows({"columns": ["a", "b"], "rows": [[1, "x"]]}) == (["a", "b"], [{"a": "1", "b": "x"}])
+    # an old `sgcd compare` file's per-arm "aggregate" is not a second table any more
+    assert table_rows({"aggregate": {"grpo": {"success_after": {"mean": 0.5, "n": 1}}}}) == ([], [])
 
 
 def test_compare_runs_as_mapping(tmp_path):

@@ -129,10 +129,29 @@ def test_episode_lines_from_a_text_level_episode():
     assert episode_lines(None) == [] and episode_lines({}) == ["calls: none"]
 
 
-def test_compare_mean_band_by_hand():
-    from sgcd.report.compare import _mean_band
+def test_study_curve_points_by_hand():
+    """The compare page and `sgcd compare` draw curves from sgcd.report.study alone: per step, the values of
+    the seeds that logged it (mean and min-max band over those), the first key any run logged."""
+    from pathlib import Path
 
-    # seed A logs steps 0-2 with 1, 2, 3; seed B steps 1-3 with 3, 4, 5: common steps 1 and 2,
-    # means (2 + 3) / 2 = 2.5 and (3 + 4) / 2 = 3.5, minima 2, 3, maxima 3, 4.
-    steps, mean, lo, hi = _mean_band([([0, 1, 2], [1.0, 2.0, 3.0]), ([1, 2, 3], [3.0, 4.0, 5.0])])
-    assert (steps, mean, lo, hi) == ([1, 2], [2.5, 3.5], [2.0, 3.0], [3.0, 4.0])
+    from sgcd.report.study import Run, curve_points
+
+    # seed A logs steps 0-2 with 1, 2, 3 (step 2 logged twice: the last value counts); seed B steps 1-3 with
+    # 3, 4, 5 under the fallback key only, which A also logs at step 0
+    rows_a = [
+        {"step": 0, "x": 1.0, "y": 9.0},
+        {"step": 1, "x": 2.0},
+        {"step": 2, "x": 0.0},
+        {"step": 2, "x": 3.0},
+    ]
+    a = Run("grpo", 0, Path("a"), "finished", metrics=rows_a)
+    b = Run(
+        "grpo",
+        1,
+        Path("b"),
+        "finished",
+        metrics=[{"step": s, "y": v} for s, v in ((1, 3.0), (2, 4.0), (3, 5.0))],
+    )
+    assert curve_points([a, b], ("x", "y")) == ("x", {0: [1.0], 1: [2.0], 2: [3.0]})
+    assert curve_points([a, b], ("y",)) == ("y", {0: [9.0], 1: [3.0], 2: [4.0], 3: [5.0]})
+    assert curve_points([a, b], ("z",)) == (None, {})

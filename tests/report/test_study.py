@@ -270,3 +270,39 @@ def test_html_page_and_cli_markdown(tmp_path, capsys):
         cli_main(["report", str(root / "sgcd-s0"), "--markdown", str(md)]) == 2
     )  # a run folder, not a study
     assert "--markdown needs a compare folder" in capsys.readouterr().err
+
+
+def test_a_plotting_failure_keeps_the_tables(tmp_path, monkeypatch):
+    root = make_study(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display\nsecond line")
+
+    monkeypatch.setattr(S, "study_curves_png", broken)
+    (root / "compare.md").write_text("stale\n")
+    an, curves = S.write_study(root, root / "compare.md", root / "curves.png")
+    text = (root / "compare.md").read_text()
+    assert (
+        curves is None
+        and not (root / "curves.png").exists()
+        and an.curves_error == "RuntimeError: no display"
+    )
+    assert (
+        "| sgcd | 3/3 |" in text
+        and "The learning curves could not be drawn: RuntimeError: no display" in text
+    )
+    assert "](curves.png)" not in text and "stale" not in text
+
+
+def test_the_page_does_not_repeat_what_sgcd_compare_wrote(tmp_path):
+    """`sgcd compare` writes compare.md and curves.png through write_study; the page shows that analysis once
+    (its study section), not again from the files."""
+    root = make_study(tmp_path / "study")
+    an, curves = S.write_study(root, root / "compare.md", root / "curves.png")
+    assert curves == root / "curves.png" and "](curves.png)" in (root / "compare.md").read_text()
+    result = build_compare_report(root)
+    html = result.html_path.read_text()
+    assert html.count("claim 1 (SGCD &gt; GRPO): reproduced") == 1
+    assert html.count('src="data:image/png;base64,') == 2  # the study's curves and the training diagnostics
+    assert {p.name for p in result.png_paths} == {"study_curves.png", "study_diagnostics.png"}
+    assert 'id="table"' not in html  # no hand-written table: no empty "Table" section

@@ -227,12 +227,12 @@ COMPARE_BODY = """
 {% for r in t.rows %}<tr>{% for v in r %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% endfor %}{% if study.curves %}<figure><img alt="study curves" src="{{ study.curves.src }}"><figcaption>held-out success, training success and write calls per episode, mean over seeds, band min-max ({{ study.curves.file }})</figcaption></figure>{% endif %}
 </section>{% endif %}
-<section id="table" class="other"><h2>Results</h2>
+{% if rows or table_md %}<section id="table" class="other"><h2>Table (from compare.json)</h2>
 {% if rows %}<table class="cmp"><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for r in rows %}<tr>{% for c in columns %}<td class="num">{{ r.get(c, "") }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% endif %}{% if table_md %}<details{% if not rows %} open{% endif %}><summary>as Markdown</summary><pre>{{ table_md }}</pre></details>
-{% endif %}{% if not rows and not table_md %}<p>No table in compare.json.</p>{% endif %}</section>
-<section id="curves" class="other"><h2>Curves per algorithm</h2><div class="figs">
+{% endif %}</section>{% endif %}
+<section id="curves" class="other"><h2>Training diagnostics per arm</h2><div class="figs">
 {% for f in figures %}<figure><img alt="{{ f.title }}" src="{{ f.src }}"><figcaption>{{ f.title }}{% if f.file %} ({{ f.file }}){% endif %}</figcaption></figure>
 {% endfor %}</div>{% if not figures %}<p>No curves.</p>{% endif %}</section>
 <section id="runs" class="other"><h2>Runs</h2><table class="cmp"><tr><th>algorithm</th><th>seed</th>
