@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from sgcd.envs import get_domain
+from sgcd.trainer.gold import gold_trajectories
 from sgcd.trainer.sft import (
     SFTConfig,
     _shared_prefix,
     ensure_sft_model,
-    gold_trajectories,
     sft_loss,
     train,
     turn_health,

@@ -13,7 +13,8 @@ from sgcd.credit_reference import make_summarizer, render_reference, teacher_pre
 from sgcd.credit_reference.teacher import HEADER
 from sgcd.envs import get_domain
 from sgcd.envs.scripted import ScriptAgent, play
-from sgcd.trainer.sft import SFTConfig, gold_trajectories, reference_steps, sft, sft_cache_key
+from sgcd.trainer.gold import gold_trajectories
+from sgcd.trainer.sft import SFTConfig, reference_steps, sft, sft_cache_key
 from sgcd.trainer.sft_reference import FAILURE_KINDS, reference_examples
 
 

@@ -41,18 +41,8 @@ from typing import Any
 import torch
 
 from sgcd.policy.base import SamplingParams
-from sgcd.trainer.gold import GoldScript, gold_trajectories, scripted_trajectory
+from sgcd.trainer.gold import gold_trajectories
 from sgcd.types import Trajectory
-
-__all__ = [
-    "GoldScript",
-    "SFTConfig",
-    "ensure_sft_model",
-    "gold_trajectories",
-    "scripted_trajectory",
-    "sft",
-    "train",
-]
 
 # Bump when the recipe or the prompts it trains on change, so cached warm-starts are rebuilt (the cache key does
 # not hash the prompt). 2: airline-lite's compact opening prompt (policy text + compact tool block).

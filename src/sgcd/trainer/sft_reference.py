@@ -40,6 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sgcd.trainer.gold import scripted_trajectory
 from sgcd.types import Trajectory, TrajectoryGroup
 
 REFERENCE_VERSION = "1"
@@ -115,12 +116,6 @@ def failure_scripts(domain: Any, task: Any, tools: Any, rng: random.Random) -> d
     return out
 
 
-def _play(policy: Any, domain: Any, task: Any, turns: list[str]) -> Trajectory:
-    from sgcd.trainer.gold import scripted_trajectory
-
-    return scripted_trajectory(policy, domain, task, turns)
-
-
 def _task_rng(task: Any, seed: int) -> random.Random:
     blob = f"sft-reference:{seed}:{task.task_id}".encode()
     return random.Random(int.from_bytes(hashlib.sha256(blob).digest()[:8], "big"))
@@ -133,7 +128,7 @@ def sibling_group(
     fails or no perturbation fails; kind -> failed trajectory for the kinds in the group)."""
     from sgcd.rollout.loop import make_group
 
-    gold = _play(policy, domain, task, list(domain.gold_turns(task)))
+    gold = scripted_trajectory(policy, domain, task, list(domain.gold_turns(task)))
     if not gold.success:
         return None, {}
     opening = domain.make_env(task).reset()
@@ -141,7 +136,7 @@ def sibling_group(
     scripts = failure_scripts(domain, task, opening.tools, rng)
     failed = {}
     for kind, turns in scripts.items():
-        traj = _play(policy, domain, task, turns)
+        traj = scripted_trajectory(policy, domain, task, turns)
         if not traj.success:
             failed[kind] = traj
     if not failed:
@@ -161,7 +156,7 @@ def _recovery(policy: Any, domain: Any, task: Any, wrong: Trajectory) -> Traject
     step = next((s for s in wrong.episode.steps if s.turn == k), None)
     if k is None or step is None or not step.calls or not all(c.error for c in step.calls):
         return None
-    traj = _play(policy, domain, task, turns[:k] + [step.text] + turns[k:])
+    traj = scripted_trajectory(policy, domain, task, turns[:k] + [step.text] + turns[k:])
     if not traj.success:
         return None
     mask = tuple(0 if t == k else m for m, t in zip(traj.action_mask, traj.turn_ids))
