@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from sgcd.eval.stats import bootstrap_ci, mcnemar_exact
+from sgcd.files import write_atomic_text
 from sgcd.report.rundir import RunDirError, read_metrics
 
 # two-sided 95% t quantiles t(0.975, df), df = 1..30
@@ -591,8 +592,5 @@ def write_study(root: Path | str, md_path: Path | str, curves: Path | str | None
         an.status_lines.append(f"The learning curves could not be drawn: {an.curves_error}")
     drawn = png is not None
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_markdown(an, curves_path if drawn else None, md_path) + "\n"
-    tmp = md_path.with_name(md_path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, md_path)  # a reader never sees half a table
+    write_atomic_text(md_path, render_markdown(an, curves_path if drawn else None, md_path) + "\n")
     return an, curves_path if drawn else None

@@ -286,18 +286,3 @@ def disk_full(exc: BaseException, folder: Path | None = None) -> bool:
         except OSError:
             return False
     return False
-
-
-def write_atomic_text(path: Path, text: str) -> None:
-    """Write a small file atomically (temp file + rename): summary.json, compare.json."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -25,7 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sgcd.trainer.checkpoint import latest_checkpoint, write_atomic_text
+from sgcd.files import write_atomic_text
+from sgcd.trainer.checkpoint import latest_checkpoint
 from sgcd.trainer.config import RunConfig
 
 # column -> candidate metric names in the evaluation result (first one present wins)

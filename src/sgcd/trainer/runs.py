@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sgcd.trainer.checkpoint import write_atomic_text
+from sgcd.files import write_atomic_text
 
 
 def prepare_run_dir(out: Path, resume: bool = False) -> Path:

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgcd.files import write_atomic_text
 from sgcd.rollout.sampling import TaskSampler
 from sgcd.trainer import checkpoint as ckpt
 from sgcd.trainer import preflight, rundir
-from sgcd.trainer.checkpoint import write_atomic_text
 from sgcd.trainer.config import RunConfig, load_config, save_config, to_dict
 from sgcd.trainer.logging import JsonlLogger, Logger, MultiLogger, StdoutLogger, read_jsonl
 from sgcd.trainer.loop.step import StepContext, StepOutput, run_step
@@ -294,9 +294,8 @@ class Trainer:
     def _evaluate_saved(self, final_dir: Path, tasks_out: dict[str, float]) -> dict[str, float]:
         from sgcd.policy.models import load_policy
 
-        getattr(
-            self.policy, "clear_caches", lambda: None
-        )()  # the training policy's caches are not needed now
+        if hasattr(self.policy, "clear_caches"):  # the training policy's caches are not needed now
+            self.policy.clear_caches()
         student = load_policy(
             str(final_dir), device=self.cfg.model.device, dtype=self.cfg.model.dtype, seed=self.cfg.seed
         )
