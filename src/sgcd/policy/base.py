@@ -40,6 +40,9 @@ class Completion:
     logprobs: tuple[float, ...]  # sampling log-probs of token_ids under the (temperature-free) policy
     text: str
     finished: bool  # True if it ended with the end-of-turn token, False if cut at max_new_tokens
+    # True if generation stopped early to let other rows start their next turn (`generate(pause_below=...)`):
+    # the turn is not over; the caller continues it by generating again after prompt + token_ids.
+    paused: bool = False
 
 
 @dataclass
@@ -68,7 +71,10 @@ class TokenPolicy(Protocol):
         """Token ids appended after a sampled assistant turn: these environment messages + the next header."""
         ...
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]: ...
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """One assistant turn per prompt. HFPolicy also takes `max_new` (a cap per row) and `pause_below` (see
+        sgcd.rollout.loop's continuous batching); policies without them are driven turn by turn."""
+        ...
 
     def score(
         self,

@@ -55,6 +55,8 @@ class HFPolicy(ChatCodec):
     The encoding (encode_prompt, encode_delta, decode, eot_id) is ChatCodec's; this class adds the model.
     """
 
+    can_pause = True  # generate(pause_below=...) hands unfinished turns back (the rollout loop's continuous batching)
+
     def __init__(
         self, model: Any, tokenizer: Any, *, seed: int = 0, score_chunk: int = 256, autocast: str = "none"
     ) -> None:
@@ -178,13 +180,29 @@ class HFPolicy(ChatCodec):
 
     # ---- sampling --------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
-        """Sample one assistant turn per prompt, all rows together; see the module docstring for log-probs."""
+    def generate(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        *,
+        max_new: list[int] | None = None,
+        pause_below: int = 0,
+    ) -> list[Completion]:
+        """Sample one assistant turn per prompt, all rows together; see the module docstring for log-probs.
+
+        max_new: per row, at most this many tokens (default params.max_new_tokens for every row).
+        pause_below: once fewer than this many rows are still sampling (and at least one has finished), stop and
+        return the rest with `paused=True`: their keys/values are kept, so generating again after prompt + the
+        paused tokens continues the turn at the cost of one token's prefill. The rollout loop uses it for
+        continuous batching (a long turn no longer holds back the next turns of the rows that finished)."""
         if not prompts:
             return []
         if any(len(p) == 0 for p in prompts):
             raise ValueError("generate: every prompt needs at least one token")
         dev, B = self.device, len(prompts)
+        cap = list(max_new) if max_new is not None else [params.max_new_tokens] * B
+        if len(cap) != B or min(cap) < 1:
+            raise ValueError(f"generate: max_new needs one cap >= 1 per prompt, got {max_new}")
         self.sessions.check(self._weights_key())
         P = self._shared_prefix_len(prompts)
         prefix = self._prefix_entry(prompts[0][:P], generating=True) if P else None
@@ -195,7 +213,7 @@ class HFPolicy(ChatCodec):
         c_B = torch.tensor([len(e.tokens) if e is not None else 0 for e in srcs])
         C = int(c_B.max())
         S = max(len(p) - int(c) for p, c in zip(prompts, c_B))
-        capacity = C + S + params.max_new_tokens
+        capacity = C + S + max(cap)
         ids_B_S = torch.full((B, S), self.pad_id, dtype=torch.long)
         attn_B_S = torch.zeros((B, S), dtype=torch.long)
         for b, (p, c) in enumerate(zip(prompts, c_B.tolist())):  # left padding: the next token is at column S
@@ -220,21 +238,26 @@ class HFPolicy(ChatCodec):
         toks: list[list[int]] = [[] for _ in range(B)]
         lps: list[list[float]] = [[] for _ in range(B)]
         done = [False] * B
+        paused = [False] * B
 
         def save(a: int, b: int) -> None:  # row b's keys/values: cached part, its prompt's suffix, fed tokens
             c, s, fed = int(c_B[b]), len(prompts[b]) - int(c_B[b]), len(toks[b]) - 1
             cols = torch.cat([torch.arange(c), torch.arange(C + S - s, C + S + fed)]).to(dev)
             self.sessions.put(row_entry(cache, a, cols, tuple(prompts[b]) + tuple(toks[b][:-1])))
 
-        for _ in range(params.max_new_tokens):
+        while True:
             tok_A, lp_A = self._sample(logits_A_V, params)
             for a, (t, lp) in enumerate(zip(tok_A.tolist(), lp_A.tolist())):
                 b = alive[a]
                 toks[b].append(t)
                 lps[b].append(lp)
-                done[b] = t in self.stop_ids
+                done[b] = t in self.stop_ids or len(toks[b]) >= cap[b]
             keep = [a for a, b in enumerate(alive) if not done[b]]
-            if not keep or len(toks[alive[keep[0]]]) >= params.max_new_tokens:
+            if not keep:
+                break
+            if keep_kv and len(keep) < min(pause_below, B):  # rows finished and too few are left: hand back
+                for a in keep:
+                    paused[alive[a]] = True
                 break
             if len(keep) < len(alive):  # drop finished rows from the batch and the cache
                 if keep_kv:
@@ -253,7 +276,7 @@ class HFPolicy(ChatCodec):
         if keep_kv:
             for a, b in enumerate(alive):
                 save(a, b)
-        return [self._completion(t, lp) for t, lp in zip(toks, lps)]
+        return [self._completion(t, lp, p) for t, lp, p in zip(toks, lps, paused)]
 
     def _shared_prefix_len(self, prompts: list[list[int]]) -> int:
         """Length of the prefix all prompts share (each keeps >= 1 own token); 0 when too short to matter."""
@@ -278,10 +301,10 @@ class HFPolicy(ChatCodec):
             self._memo[key] = row_entry(cache, 0, cols, tuple(prefix)) if reservable(cache) else None
         return self._memo[key]
 
-    def _completion(self, toks: list[int], lps: list[float]) -> Completion:
+    def _completion(self, toks: list[int], lps: list[float], paused: bool = False) -> Completion:
         finished = bool(toks) and toks[-1] in self.stop_ids
-        text = self.decode(toks[:-1] if finished else toks)
-        return Completion(token_ids=tuple(toks), logprobs=tuple(lps), text=text, finished=finished)
+        text = "" if paused else self.decode(toks[:-1] if finished else toks)
+        return Completion(token_ids=tuple(toks), logprobs=tuple(lps), text=text, finished=finished, paused=paused)
 
     def _sample(self, logits_A_V: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
         """Next token per row, and its log-prob under the untempered, untruncated policy."""

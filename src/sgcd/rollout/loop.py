@@ -4,6 +4,12 @@
 each round samples the next turn of every unfinished episode in one batched `generate` call (siblings of one
 task and different tasks alike), then steps each env. `run_group` / `run_groups` wrap it into TrajectoryGroups.
 
+Continuous batching (`RolloutLimits.pause_share`, policies whose generate takes `pause_below`): a round does not
+wait for its longest turn. Once fewer than that share of its rows are still sampling, generate hands the rest
+back unfinished (`paused`); the finished rows' environments answer, and the next round samples their next turns
+side by side with the paused rows' continuations (which cost one token's prefill: their keys/values are kept).
+Tokens and log-probs are those of one uninterrupted turn (tested against the round-by-round loop).
+
 Limits (RolloutLimits) are ours, on top of whatever the environment enforces: at most `max_turns` assistant
 turns and `max_tokens` trajectory tokens (after the prompt). Hitting either ends the episode with
 `truncated=True`, `success=False` and the env's reward so far (0 for an unfinished episode). A turn that
@@ -24,8 +30,11 @@ from sgcd.types import Observation, Trajectory, TrajectoryGroup
 @dataclass(frozen=True)
 class RolloutLimits:
     max_turns: int = 10  # assistant turns per episode (= the run config's sampling.max_turns, which reads it)
-    max_tokens: int = 768  # trajectory tokens per episode, after the prompt (= sampling.max_tokens)
+    max_tokens: int = 1536  # trajectory tokens per episode, after the prompt (= sampling.max_tokens)
     batch_size: int = 64  # most episodes sampled in one generate() call
+    # continuous batching: a round hands back its unfinished turns once fewer than this share of its rows are
+    # still sampling (0 = off: every round waits for its longest turn)
+    pause_share: float = 0.0
 
 
 def run_episode(policy: Any, env: Any, params: SamplingParams, limits: RolloutLimits = RolloutLimits()):
@@ -55,6 +64,7 @@ def run_batch(
 def _run_recorders(policy, envs, params, limits, on_done=None) -> list[EpisodeRecorder]:
     recs: list[EpisodeRecorder | None] = [None] * len(envs)
     waiting, live = list(range(len(envs))), []
+    paused: dict[int, Completion] = {}  # the part of a turn sampled so far, for turns a round handed back
     while waiting or live:
         while waiting and len(live) < limits.batch_size:  # start the next envs (reset) as slots free up
             i = waiting.pop(0)
@@ -62,16 +72,41 @@ def _run_recorders(policy, envs, params, limits, on_done=None) -> list[EpisodeRe
             live.append(i)
         chunk = [recs[i] for i in live]
         budgets = [limits.max_tokens - len(r.token_ids) for r in chunk]
-        completions = policy.generate([r.context for r in chunk], _capped(params, max(budgets)))
-        for rec, completion, budget in zip(chunk, completions, budgets):
-            _take_turn(policy, rec, completion, budget, limits)
-        for i in [i for i in live if _check_budget(recs[i], limits)]:
+        sofar = [paused[i].token_ids if i in paused else () for i in live]
+        completions = _generate(policy, chunk, sofar, budgets, params, limits)
+        for i, rec, completion, budget in zip(live, chunk, completions, budgets):
+            if i in paused:
+                completion = _join(policy, paused.pop(i), completion)
+            if completion.paused:
+                paused[i] = completion
+            else:
+                _take_turn(policy, rec, completion, budget, limits)
+        for i in [i for i in live if i not in paused and _check_budget(recs[i], limits)]:
             live.remove(i)
             if hasattr(policy, "end_episode"):  # a policy that keeps per-episode state frees it
                 policy.end_episode(recs[i].context)
             if on_done is not None:
                 on_done(i, recs[i])
     return recs  # type: ignore[return-value]
+
+
+def _generate(policy, recs, sofar, budgets, params, limits) -> list[Completion]:
+    """The next turn (or the rest of a paused one) of each episode, in one generate call."""
+    caps = [max(1, min(params.max_new_tokens, b) - len(s)) for b, s in zip(budgets, sofar)]
+    prompts = [r.context + list(s) for r, s in zip(recs, sofar)]
+    pause_below = int(limits.pause_share * len(recs))
+    if pause_below and getattr(policy, "can_pause", False):
+        return policy.generate(prompts, params, max_new=caps, pause_below=pause_below)
+    if any(sofar):
+        raise RuntimeError("a paused turn needs a policy that can pause")
+    return policy.generate(prompts, _capped(params, max(caps)))
+
+
+def _join(policy, head: Completion, tail: Completion) -> Completion:
+    """A paused turn's first part and its continuation as one turn."""
+    toks, finished = head.token_ids + tail.token_ids, tail.finished
+    text = "" if tail.paused else policy.decode(list(toks[:-1] if finished else toks))
+    return Completion(toks, head.logprobs + tail.logprobs, text, finished, tail.paused)
 
 
 def _check_budget(rec: EpisodeRecorder, limits: RolloutLimits) -> bool:

@@ -31,12 +31,16 @@ class PolicyRunner:
         seed: int = 0,
         max_turns: int = 16,
         max_tokens: int = 4096,
+        pause_share: float = 0.5,
     ) -> PolicyRunner:
-        """Load model `spec` (see sgcd.policy.models.resolve_model) as a runner."""
+        """Load model `spec` (see sgcd.policy.models.resolve_model) as a runner; `pause_share`: continuous
+        batching (sgcd.rollout.loop; 0 = each round waits for its longest turn)."""
         from sgcd.policy.models import load_policy
 
         policy = load_policy(spec, device=device, dtype=dtype, seed=seed)
-        limits = RolloutLimits(max_turns=max_turns, max_tokens=max_tokens, batch_size=batch_size)
+        limits = RolloutLimits(
+            max_turns=max_turns, max_tokens=max_tokens, batch_size=batch_size, pause_share=pause_share
+        )
         return cls(policy=policy, sampling=sampling or SamplingParams(), limits=limits)
 
     def run(self, envs: list[Any]) -> list[Episode]:

@@ -213,7 +213,9 @@ def evaluate_policy(
     runner = PolicyRunner(
         policy=policy,
         sampling=SamplingParams(temperature=e.temperature, top_p=1.0, max_new_tokens=s.max_new_tokens),
-        limits=RolloutLimits(max_turns=s.max_turns, max_tokens=s.max_tokens, batch_size=e.batch_size),
+        limits=RolloutLimits(
+            max_turns=s.max_turns, max_tokens=s.max_tokens, batch_size=e.batch_size, pause_share=s.pause_share
+        ),
     )
     gen_state = policy.generator.get_state()
     was_training = policy.model.training

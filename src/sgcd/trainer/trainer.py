@@ -95,7 +95,7 @@ class Trainer:
             sampling_params=SamplingParams(
                 temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens
             ),
-            limits=RolloutLimits(max_turns=s.max_turns, max_tokens=s.max_tokens),
+            limits=RolloutLimits(max_turns=s.max_turns, max_tokens=s.max_tokens, pause_share=s.pause_share),
             generator=self.generator,
             summarizer=self.summarizer,
             ref_policy=self.ref_policy,
