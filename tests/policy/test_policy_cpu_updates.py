@@ -113,7 +113,9 @@ def test_continuous_batching_equals_round_by_round(fresh):
         limits = RolloutLimits(max_turns=4, max_tokens=400, batch_size=4, pause_share=pause_share)
         original = fresh.generate
 
-        def counting(prompts, p, **kw):  # records each round's per-row caps (a continued turn has a smaller one)
+        def counting(
+            prompts, p, **kw
+        ):  # records each round's per-row caps (a continued turn has a smaller one)
             caps.extend(kw.get("max_new", []))
             return original(prompts, p, **kw)
 

@@ -55,7 +55,9 @@ class HFPolicy(ChatCodec):
     The encoding (encode_prompt, encode_delta, decode, eot_id) is ChatCodec's; this class adds the model.
     """
 
-    can_pause = True  # generate(pause_below=...) hands unfinished turns back (the rollout loop's continuous batching)
+    can_pause = (
+        True  # generate(pause_below=...) hands unfinished turns back (the rollout loop's continuous batching)
+    )
 
     def __init__(
         self, model: Any, tokenizer: Any, *, seed: int = 0, score_chunk: int = 256, autocast: str = "none"
@@ -304,7 +306,9 @@ class HFPolicy(ChatCodec):
     def _completion(self, toks: list[int], lps: list[float], paused: bool = False) -> Completion:
         finished = bool(toks) and toks[-1] in self.stop_ids
         text = "" if paused else self.decode(toks[:-1] if finished else toks)
-        return Completion(token_ids=tuple(toks), logprobs=tuple(lps), text=text, finished=finished, paused=paused)
+        return Completion(
+            token_ids=tuple(toks), logprobs=tuple(lps), text=text, finished=finished, paused=paused
+        )
 
     def _sample(self, logits_A_V: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
         """Next token per row, and its log-prob under the untempered, untruncated policy."""
