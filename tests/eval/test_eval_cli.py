@@ -86,6 +86,19 @@ def test_eval_bad_policy_is_a_one_line_error(capsys):
     assert "noisy needs a probability" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("policy", "share", "message"),
+    [
+        ("scripted:gold", "0.5", "--pause-share applies to model policies only"),
+        ("tiny", "1.5", "--pause-share must be in [0, 1], got 1.5"),
+    ],
+)
+def test_eval_pause_share_is_checked(capsys, policy, share, message):
+    args = ["eval", "--env", "airline-lite", "--policy", policy, "--limit", "1", "--pause-share", share]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_env_hash_is_stable(capsys):
     args = ["env", "hash", "airline-lite", "--option", "test_size=10"]
     assert main(args) == 0 and main(args) == 0

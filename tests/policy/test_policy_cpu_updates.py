@@ -96,9 +96,11 @@ def test_kv_reuse_logprobs_equal_score(fresh):
                 assert abs(out.logprobs[b, i].item() - lp) < 1e-4
 
 
-def test_continuous_batching_equals_round_by_round(fresh):
+@pytest.mark.parametrize(("n_envs", "batch", "share", "one_turn"), [(6, 4, 0.75, False), (3, 3, 0.9, True)])
+def test_continuous_batching_equals_round_by_round(fresh, n_envs, batch, share, one_turn):
     """Greedy, with rounds that hand back their unfinished turns (pause_share) and without: the same tokens, masks
-    and log-probs (1e-4), though turns really were paused and continued."""
+    and log-probs (1e-4), though turns really were paused and continued. The second case leaves a paused turn
+    alone in the next round (its siblings' one-turn episodes ended): it must still be continued."""
     params = SamplingParams(0.0, 1.0, 24)
     # The tiny model's greedy turns repeat one token and never end. Noisy weights make them varied, and three
     # frequent tokens as extra end-of-turn tokens make turns end at different lengths, so rounds do pause.
@@ -110,7 +112,7 @@ def test_continuous_batching_equals_round_by_round(fresh):
 
     def run(pause_share: float, caps: list[int]):
         fresh.sessions.clear()
-        limits = RolloutLimits(max_turns=4, max_tokens=400, batch_size=4, pause_share=pause_share)
+        limits = RolloutLimits(max_turns=4, max_tokens=400, batch_size=batch, pause_share=pause_share)
         original = fresh.generate
 
         def counting(
@@ -121,13 +123,16 @@ def test_continuous_batching_equals_round_by_round(fresh):
 
         fresh.generate = counting
         try:
-            return run_batch(fresh, _loop_envs(6), params, limits)
+            envs = _loop_envs(n_envs)
+            for env in envs if one_turn else []:
+                env.turns = 1
+            return run_batch(fresh, envs, params, limits)
         finally:
             del fresh.generate
 
     caps_off: list[int] = []
     caps_on: list[int] = []
-    plain, continuous = run(0.0, caps_off), run(0.75, caps_on)
+    plain, continuous = run(0.0, caps_off), run(share, caps_on)
     assert caps_off == [] and any(c < 24 for c in caps_on), "no turn was paused and continued"
     for a, b in zip(plain, continuous):
         assert a.token_ids == b.token_ids and a.action_mask == b.action_mask and a.turn_ids == b.turn_ids

@@ -45,6 +45,13 @@ def register(subparsers) -> None:
     g.add_argument("--max-new-tokens", type=int, default=None, help="tokens per assistant turn")
     g.add_argument("--device", default=None, help="cpu | cuda (model specs)")
     g.add_argument(
+        "--pause-share",
+        type=float,
+        default=None,
+        help="model specs: continuous batching; a round hands back its unfinished turns once fewer than this "
+        "share of its rows are still sampling (default 0.5; 0 = each round waits for its longest turn)",
+    )
+    g.add_argument(
         "--tool-mode", default=None, choices=["native", "text"], help="openai: native tools or text"
     )
     p.set_defaults(func=main)
@@ -73,6 +80,11 @@ def main(args: argparse.Namespace) -> int:
     }
     if not args.policy.startswith(("scripted:", "replay:", "openai:")):
         opts["batch_size"] = args.batch_size
+        opts["pause_share"] = args.pause_share
+    elif args.pause_share is not None:
+        raise CliError("--pause-share applies to model policies only (it batches their generation)")
+    if args.pause_share is not None and not 0.0 <= args.pause_share <= 1.0:
+        raise CliError(f"--pause-share must be in [0, 1], got {args.pause_share}")
     from sgcd.policy.base import EndpointError
 
     try:

@@ -83,10 +83,11 @@ def make_runner(spec: str, domain: Any, **opts: Any) -> Any:
     """An EpisodeRunner for `spec` over `domain`.
 
     opts (all optional): seed (scripted noise), base_url, api_key_env, temperature, top_p, max_new_tokens,
-    device, batch_size, dtype, tool_mode (openai: native | text). Unknown keys are an error.
+    device, batch_size, dtype, pause_share (model policies: continuous batching, 0 = off), tool_mode (openai:
+    native | text). Unknown keys are an error.
     """
     known = {"seed", "base_url", "api_key_env", "temperature", "top_p", "max_new_tokens", "device"}
-    known |= {"batch_size", "dtype", "tool_mode"}
+    known |= {"batch_size", "dtype", "tool_mode", "pause_share"}
     unknown = sorted(set(opts) - known)
     if unknown:
         raise ValueError(f"make_runner: unknown options {unknown}; known: {sorted(known)}")
@@ -138,7 +139,7 @@ def _policy_runner(spec: str, opts: dict[str, Any]) -> Any:
         max_new_tokens=int(opts.get("max_new_tokens", 256)),
     )
     kwargs: dict[str, Any] = {"sampling": sampling, "device": opts.get("device", "cpu")}
-    for key in ("batch_size", "dtype", "seed"):
+    for key in ("batch_size", "dtype", "seed", "pause_share"):
         if key in opts:
             kwargs[key] = opts[key]
     return PolicyRunner.from_spec(spec.removeprefix("hf:"), **kwargs)

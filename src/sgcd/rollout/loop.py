@@ -30,7 +30,7 @@ from sgcd.types import Observation, Trajectory, TrajectoryGroup
 @dataclass(frozen=True)
 class RolloutLimits:
     max_turns: int = 10  # assistant turns per episode (= the run config's sampling.max_turns, which reads it)
-    max_tokens: int = 1536  # trajectory tokens per episode, after the prompt (= sampling.max_tokens)
+    max_tokens: int = 768  # trajectory tokens per episode, after the prompt (= sampling.max_tokens)
     batch_size: int = 64  # most episodes sampled in one generate() call
     # continuous batching: a round hands back its unfinished turns once fewer than this share of its rows are
     # still sampling (0 = off: every round waits for its longest turn)
@@ -94,11 +94,9 @@ def _generate(policy, recs, sofar, budgets, params, limits) -> list[Completion]:
     """The next turn (or the rest of a paused one) of each episode, in one generate call."""
     caps = [max(1, min(params.max_new_tokens, b) - len(s)) for b, s in zip(budgets, sofar)]
     prompts = [r.context + list(s) for r, s in zip(recs, sofar)]
-    pause_below = int(limits.pause_share * len(recs))
-    if pause_below and getattr(policy, "can_pause", False):
+    if limits.pause_share > 0 and getattr(policy, "can_pause", False):  # (only this branch ever pauses)
+        pause_below = int(limits.pause_share * len(recs))  # 0 for a lone row: it runs to the end of its turn
         return policy.generate(prompts, params, max_new=caps, pause_below=pause_below)
-    if any(sofar):
-        raise RuntimeError("a paused turn needs a policy that can pause")
     return policy.generate(prompts, _capped(params, max(caps)))
 
 

@@ -146,11 +146,11 @@ class SamplingConfig:
     )
     temperature: float = _f(0.7, "sampling temperature for training rollouts", lo=0.0)
     top_p: float = _f(1.0, "nucleus sampling p", gt=0.0, hi=1.0)
-    max_new_tokens: int = _f(96, "max tokens per assistant turn", lo=1)
+    max_new_tokens: int = _f(64, "max tokens per assistant turn", lo=1)
     max_turns: int = _f(_LIMITS.max_turns, "max assistant turns per episode", lo=1)
     max_tokens: int = _f(_LIMITS.max_tokens, "max trajectory tokens (after the prompt) per episode", lo=16)
     pause_share: float = _f(
-        0.5,
+        0.0,
         "continuous batching (rollouts and evaluation): a generate round hands its unfinished turns back once "
         "fewer than this share of its rows are still sampling, so the finished rows' next turns start at once "
         "(0 = every round waits for its longest turn)",
