@@ -83,12 +83,36 @@ def test_kv_reuse_across_turns_equals_reprefilling(fresh, temperature):
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
 
 
-def test_kv_reuse_logprobs_equal_score(fresh):
-    """Sampling log-probs of every turn (KV reused) equal score() of the whole trajectory on action tokens."""
-    params = SamplingParams(1.0, 1.0, 24)
+def _varied_turns(policy: HFPolicy) -> list[int]:
+    """Make the tiny model's turns vary in content and length, so that rounds do pause: its own greedy turns repeat
+    one token and never end. Noisy weights vary the tokens; three frequent tokens become extra end-of-turn
+    tokens. Returns a list that collects each generate call's per-row caps (a continued turn has a smaller one)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for w in policy.model.parameters():
+            w.add_(torch.randn(w.shape, generator=g) * 0.3)
+    policy.stop_ids = frozenset({policy.eot_id, 485, 553, 124})
+    caps: list[int] = []
+    original = policy.generate
+
+    def counting(prompts, params, **kw):
+        caps.extend(kw.get("max_new", []))
+        return original(prompts, params, **kw)
+
+    policy.generate = counting  # an instance attribute: `del policy.generate` restores the method
+    return caps
+
+
+@pytest.mark.parametrize("pause_share", [0.0, 0.9])
+def test_kv_reuse_logprobs_equal_score(fresh, pause_share):
+    """Sampling log-probs of every turn (KV reused; with pause_share, turns paused and continued) equal score() of
+    the whole trajectory on action tokens: a continued turn's log-probs are those of one uninterrupted turn."""
+    caps = _varied_turns(fresh) if pause_share else []
     fresh.seed(5)
-    trajs = run_batch(fresh, _loop_envs(3), params, RolloutLimits(max_turns=3, max_tokens=300))
+    limits = RolloutLimits(max_turns=3, max_tokens=300, batch_size=4, pause_share=pause_share)
+    trajs = run_batch(fresh, _loop_envs(6), SamplingParams(0.5, 1.0, 24), limits)
     assert max(max(t.turn_ids) for t in trajs) >= 1
+    assert not pause_share or any(c < 24 for c in caps), "no turn was paused and continued"
     out = fresh.score([list(t.prompt_ids) for t in trajs], [list(t.token_ids) for t in trajs])
     for b, t in enumerate(trajs):
         for i, (m, lp) in enumerate(zip(t.action_mask, t.logprobs)):
@@ -101,56 +125,23 @@ def test_continuous_batching_equals_round_by_round(fresh, n_envs, batch, share, 
     """Greedy, with rounds that hand back their unfinished turns (pause_share) and without: the same tokens, masks
     and log-probs (1e-4), though turns really were paused and continued. The second case leaves a paused turn
     alone in the next round (its siblings' one-turn episodes ended): it must still be continued."""
-    params = SamplingParams(0.0, 1.0, 24)
-    # The tiny model's greedy turns repeat one token and never end. Noisy weights make them varied, and three
-    # frequent tokens as extra end-of-turn tokens make turns end at different lengths, so rounds do pause.
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for w in fresh.model.parameters():
-            w.add_(torch.randn(w.shape, generator=g) * 0.3)
-    fresh.stop_ids = frozenset({fresh.eot_id, 485, 553, 124})
+    caps = _varied_turns(fresh)
 
-    def run(pause_share: float, caps: list[int]):
+    def run(pause_share: float):
         fresh.sessions.clear()
         limits = RolloutLimits(max_turns=4, max_tokens=400, batch_size=batch, pause_share=pause_share)
-        original = fresh.generate
+        envs = _loop_envs(n_envs)
+        for env in envs if one_turn else []:
+            env.turns = 1
+        return run_batch(fresh, envs, SamplingParams(0.0, 1.0, 24), limits)
 
-        def counting(
-            prompts, p, **kw
-        ):  # records each round's per-row caps (a continued turn has a smaller one)
-            caps.extend(kw.get("max_new", []))
-            return original(prompts, p, **kw)
-
-        fresh.generate = counting
-        try:
-            envs = _loop_envs(n_envs)
-            for env in envs if one_turn else []:
-                env.turns = 1
-            return run_batch(fresh, envs, params, limits)
-        finally:
-            del fresh.generate
-
-    caps_off: list[int] = []
-    caps_on: list[int] = []
-    plain, continuous = run(0.0, caps_off), run(share, caps_on)
-    assert caps_off == [] and any(c < 24 for c in caps_on), "no turn was paused and continued"
+    plain = run(0.0)
+    assert caps == []  # round by round: generate is never asked to pause
+    continuous = run(share)
+    assert any(c < 24 for c in caps), "no turn was paused and continued"
     for a, b in zip(plain, continuous):
         assert a.token_ids == b.token_ids and a.action_mask == b.action_mask and a.turn_ids == b.turn_ids
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
-
-
-def test_continuous_batching_logprobs_equal_score(fresh):
-    """Sampled with paused and continued turns: each action token's sampling log-prob equals score() of the
-    whole trajectory (a continued turn's log-probs are those of one uninterrupted turn)."""
-    fresh.seed(3)
-    limits = RolloutLimits(max_turns=3, max_tokens=300, batch_size=3, pause_share=0.9)
-    trajs = run_batch(fresh, _loop_envs(3), SamplingParams(1.0, 1.0, 24), limits)
-    assert max(max(t.turn_ids) for t in trajs) >= 1
-    out = fresh.score([list(t.prompt_ids) for t in trajs], [list(t.token_ids) for t in trajs])
-    for b, t in enumerate(trajs):
-        for i, (m, lp) in enumerate(zip(t.action_mask, t.logprobs)):
-            if m:
-                assert abs(out.logprobs[b, i].item() - lp) < 1e-4
 
 
 def test_kv_store_is_dropped_when_weights_change(fresh):
