@@ -55,9 +55,8 @@ class HFPolicy(ChatCodec):
     The encoding (encode_prompt, encode_delta, decode, eot_id) is ChatCodec's; this class adds the model.
     """
 
-    can_pause = (
-        True  # generate(pause_below=...) hands unfinished turns back (the rollout loop's continuous batching)
-    )
+    # generate(pause_below=...) hands unfinished turns back (the rollout loop's continuous batching)
+    can_pause = True
 
     def __init__(
         self, model: Any, tokenizer: Any, *, seed: int = 0, score_chunk: int = 256, autocast: str = "none"
