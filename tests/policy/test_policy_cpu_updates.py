@@ -279,6 +279,39 @@ def test_lora_adapters_train_and_reference_equals_base(fresh, tmp_path):
     assert set(merged_state(fresh.model)) == set(base.state_dict()) - {"lm_head.weight"}  # tied: saved once
 
 
+def test_grad_checkpoint_recomputes_blocks_with_equal_gradients(fresh):
+    """LoRA over every block with model.grad_checkpoint: the same log-probs and adapter gradients as keeping the
+    activations, and each block really runs twice in a gradient pass (forward, then the backward's recompute);
+    without gradients, and after the pass, blocks run once and the flags are as before (eval mode)."""
+    prefixes, conts = [[1, 5, 9, 40], [1, 5, 7]], [[50, 51, 52], [60, 61]]
+    make_trainable(fresh, lora_rank=4, lora_alpha=8, lora_targets="q_proj,v_proj")
+    calls = []
+    for block in fresh.body().layers:  # count MLP runs (forward hooks do not fire in checkpoint's recompute)
+        block.mlp.forward = (lambda f: lambda *a, **k: calls.append(1) or f(*a, **k))(block.mlp.forward)
+    n_blocks = len(fresh.body().layers)
+
+    def grads(ckpt: bool):
+        fresh.grad_checkpoint = ckpt
+        fresh.model.zero_grad()
+        calls.clear()
+        out = fresh.score(prefixes, conts, grad=True)
+        (-out.logprobs.sum()).backward()
+        named = {n: p.grad.clone() for n, p in fresh.model.named_parameters() if p.requires_grad}
+        return out.logprobs.detach(), named, len(calls)
+
+    lp0, g0, runs0 = grads(False)
+    lp1, g1, runs1 = grads(True)
+    assert runs0 == n_blocks and runs1 == 2 * n_blocks  # checkpointed: recomputed once in the backward
+    torch.testing.assert_close(lp1, lp0, atol=0, rtol=0)
+    assert g0.keys() == g1.keys() and any(g.abs().max() > 0 for g in g0.values())
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], atol=1e-6, rtol=1e-5)
+    assert not any(b.training or b.gradient_checkpointing for b in fresh.body().layers)
+    calls.clear()
+    fresh.score(prefixes, conts)  # no gradient: a plain forward
+    assert len(calls) == n_blocks
+
+
 def test_reference_view_without_adapters_swaps_initial_tensors(fresh):
     prefixes, conts = [[1, 5, 9, 40]], [[50, 51, 52]]
     make_trainable(fresh, train_layers=1)

@@ -55,6 +55,25 @@ def test_lora_run_changes_only_adapters_and_the_merged_model_evaluates(tmp_path,
     assert policy.score([[1, 2, 3]], [[4, 5]]).logprobs.shape == (1, 2)
 
 
+def test_grad_checkpoint_run_matches_the_plain_run(tmp_path, coin_overrides, monkeypatch):
+    """model.grad_checkpoint=true reaches the policy (blocks are checkpointed in the update) and changes nothing
+    but memory: the final LoRA weights equal the run without it."""
+    from sgcd.policy.hf import HFPolicy
+
+    used = []
+    inner = HFPolicy._checkpointed_blocks
+    monkeypatch.setattr(HFPolicy, "_checkpointed_blocks", lambda self: used.append(1) or inner(self))
+    extra = ["model.lora_rank=4", "model.lora_alpha=8", "optim.lr=1e-2"]
+    plain, _, rows = _run(tmp_path, coin_overrides, extra, name="plain")
+    assert not used and any(r.get("sampling/skipped") == 0.0 for r in rows)
+    ckpt, _, _ = _run(tmp_path, coin_overrides, extra + ["model.grad_checkpoint=true"], name="ckpt")
+    assert used  # the update's gradient passes went through the checkpointed blocks
+    a, b = final_weights(plain), final_weights(ckpt)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-5)
+
+
 def test_training_bf16_parameters_is_refused_at_config_time():
     with pytest.raises(ConfigError, match=r"model\.autocast=bfloat16"):
         make_config(None, ["model.dtype=bfloat16"])

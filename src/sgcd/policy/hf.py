@@ -19,7 +19,9 @@
 - `score`: one forward of the transformer body, then the head and log-softmax only at the positions asked for
   (`select`, e.g. the action tokens), in chunks, so memory is O(chunk * V); with `grad=True` each chunk is
   checkpointed, so the backward pass recomputes its logits instead of storing them. Without gradients a shared
-  prompt prefix is reused (`share_prefix`).
+  prompt prefix is reused (`share_prefix`). `grad_checkpoint = True` also checkpoints every decoder block of a
+  gradient pass (transformers' own mechanism, switched on only for that pass): the backward recomputes each
+  block's activations instead of keeping them, which is what lets LoRA over all blocks fit in a few GB.
 - Frozen trunk (`trunk_blocks = N`, set when only the top blocks train): the bottom N blocks' hidden states of a
   row are computed once without gradient and cached, and every later pass over the same row (old log-probs, the
   update, more PPO epochs) runs only the top blocks. Old and update log-probs go through this same path, so the
@@ -72,6 +74,7 @@ class HFPolicy(ChatCodec):
         self.reuse_kv = True  # keep each episode's KV cache across turns
         self.sessions = SessionStore()
         self.trunk_blocks = 0  # bottom blocks whose hidden states are cached (frozen); 0 = off
+        self.grad_checkpoint = False  # recompute block activations in the backward pass (less memory)
         self._trunk: dict[tuple[int, ...], torch.Tensor] = {}
         self._memo: dict[tuple, Entry | None] = {}  # shared-prefix keys/values, by (prefix, weights)
         self._tag = "policy"  # which weights are active: "policy" or "reference" (see `reference`)
@@ -383,7 +386,8 @@ class HFPolicy(ChatCodec):
         )
         attn_full = torch.cat([attn_B_L.new_ones((B, P)), attn_B_L], dim=1)
         pos_B_L = (P + torch.arange(L, device=dev))[None].expand(B, L)
-        with self._amp():
+        blocks = self._checkpointed_blocks() if grad and self.grad_checkpoint else contextlib.nullcontext()
+        with self._amp(), blocks:
             if P:
                 cache = batch_cache([entry] * B, P + L, entry)[0]
                 h_B_L_H = self.body()(input_ids=ids_B_L, attention_mask=attn_full, position_ids=pos_B_L,
@@ -393,7 +397,7 @@ class HFPolicy(ChatCodec):
                 h_B_L_H = self._top(self._trunk_hidden(rows, ids_B_L, attn_B_L, pos_B_L), attn_B_L, pos_B_L)
             else:
                 h_B_L_H = self.body()(
-                    input_ids=ids_B_L, attention_mask=attn_B_L, position_ids=pos_B_L
+                    input_ids=ids_B_L, attention_mask=attn_B_L, position_ids=pos_B_L, use_cache=False
                 ).last_hidden_state
         h_B_T_H = h_B_L_H.gather(1, src_B_T[..., None].expand(-1, -1, h_B_L_H.shape[-1]))
         h_N_H, tgt_N = h_B_T_H[sel_B_T], tgt_B_T[sel_B_T]
@@ -437,6 +441,38 @@ class HFPolicy(ChatCodec):
             return checkpoint(fn, h_N_H, use_reentrant=False)
         return fn(h_N_H)
 
+    @contextlib.contextmanager
+    def _checkpointed_blocks(self):
+        """Gradient checkpointing of every decoder block for one pass, through transformers'
+        GradientCheckpointingLayer (non-reentrant torch checkpoint). Its gate also wants `block.training`; only
+        the block object's own flag is set (its submodules stay in eval mode, so dropout stays off), and
+        everything is put back afterwards."""
+        from functools import partial
+
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        blocks = [b for b in getattr(self.body(), "layers", []) if isinstance(b, GradientCheckpointingLayer)]
+        if not blocks:
+            raise ValueError(
+                "grad_checkpoint: this model's blocks do not support transformers' checkpointing"
+            )
+        saved = [
+            (b.gradient_checkpointing, b.training, b.__dict__.get("_gradient_checkpointing_func"))
+            for b in blocks
+        ]
+        for b in blocks:
+            b.gradient_checkpointing, b.training = True, True
+            b._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False)
+        try:
+            yield
+        finally:
+            for b, (on, training, fn) in zip(blocks, saved):
+                b.gradient_checkpointing, b.training = on, training
+                if fn is None:
+                    b.__dict__.pop("_gradient_checkpointing_func", None)
+                else:
+                    b._gradient_checkpointing_func = fn
+
     # ---- the frozen trunk ------------------------------------------------------------------------------------
     def trunk_supported(self) -> bool:
         lm = self.causal_lm()
@@ -468,7 +504,8 @@ class HFPolicy(ChatCodec):
         if missing:
             idx = torch.tensor(missing, device=ids_B_L.device)
             with self._only_blocks(0, self.trunk_blocks, norm=False) as body:
-                h = body(input_ids=ids_B_L[idx], attention_mask=attn_B_L[idx], position_ids=pos_B_L[idx])
+                h = body(input_ids=ids_B_L[idx], attention_mask=attn_B_L[idx], position_ids=pos_B_L[idx],
+                         use_cache=False)  # fmt: skip
             for j, b in enumerate(missing):
                 self._trunk[rows[b]] = h.last_hidden_state[j, : len(rows[b])].clone()
         first = self._trunk[rows[0]]
@@ -480,7 +517,7 @@ class HFPolicy(ChatCodec):
     def _top(self, h_B_L_H, attn_B_L, pos_B_L) -> torch.Tensor:
         with self._only_blocks(self.trunk_blocks, None, norm=True) as body:
             return body(
-                inputs_embeds=h_B_L_H, attention_mask=attn_B_L, position_ids=pos_B_L
+                inputs_embeds=h_B_L_H, attention_mask=attn_B_L, position_ids=pos_B_L, use_cache=False
             ).last_hidden_state
 
 

@@ -9,6 +9,9 @@ summary. Rules:
   the frozen trunk's hidden states (`HFPolicy.trunk_blocks`), so repeated passes over a row run the top only.
 - `lora_rank = r > 0`: peft LoRA on `lora_targets` (module names), dropout 0, the base weights frozen. The
   reference model (teacher=reference, KL) is the same model with adapters disabled (`HFPolicy.reference`).
+- `grad_checkpoint=True`: gradient passes recompute each block's activations in the backward pass instead of
+  keeping them (`HFPolicy.grad_checkpoint`). LoRA over every block still backpropagates through all of them, so
+  without it the update holds every block's activations (5.9 GB for 2 rows of 760 tokens on SmolLM2-135M).
 - `save_model_folder` / `save_trained`: the final model and every checkpoint is a merged plain HF folder (what `sgcd eval` loads), and the
   adapter is saved beside it under `adapter/`.
 """
@@ -41,6 +44,7 @@ def make_trainable(
     lora_alpha: float = 16.0,
     lora_targets: str = DEFAULT_LORA_TARGETS,
     train_layers: int = 0,
+    grad_checkpoint: bool = False,
 ) -> dict[str, float]:
     """Set requires_grad (or add adapters) on `policy.model` in place; returns counts for the run's log."""
     model = policy.model
@@ -78,6 +82,7 @@ def make_trainable(
     else:
         model.requires_grad_(True)
     policy.trunk_blocks = n - train_layers if top is not None and policy.trunk_supported() else 0
+    policy.grad_checkpoint = grad_checkpoint
     trained = sum(p.numel() for p in policy.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in policy.model.parameters())
     return {"model/trained_params": float(trained), "model/params": float(total),

@@ -92,6 +92,11 @@ class ModelConfig:
     lora_targets: str = _f(
         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "comma-separated module names LoRA adapts"
     )
+    grad_checkpoint: bool = _f(
+        False,
+        "recompute each decoder block's activations in the update's backward pass instead of keeping them: less "
+        "memory, about a third more update compute (for LoRA over all blocks: docs/training.md)",
+    )
     sft_warmstart: str = _f(
         "auto",
         "short supervised warm start on gold solutions before RL: auto = only for the built-in smollm2-135m "

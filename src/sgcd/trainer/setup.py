@@ -67,6 +67,7 @@ def load_models(cfg: RunConfig) -> tuple[Any, Any, Path]:
             lora_alpha=m.lora_alpha,
             lora_targets=m.lora_targets,
             train_layers=m.train_layers,
+            grad_checkpoint=m.grad_checkpoint,
         )
     except TrainableError as exc:
         raise TrainError(str(exc)) from exc
