@@ -15,7 +15,9 @@ same rows (a fresh copy of the model, every parameter trained, no autocast, log-
 configured path is what the run uses (model.autocast, model.train_layers / model.lora_*, the frozen trunk filled
 by the old-log-prob pass, log-probs at action tokens only). `per_token_speedup` = plain / configured seconds per
 trained (action) token, update pass only; `per_token_speedup_with_old` adds each path's old-log-prob pass.
-`peak_rss_gb` is the process's peak resident memory before the plain copy is loaded (the run's own footprint).
+`peak_rss_gb` is the process's peak resident memory before the plain copy is loaded (the run's own footprint);
+`peak_rss_after_rollout_gb` the same once the rollouts were sampled, so a peak can be told apart: rollouts (KV
+caches) or the training passes. Freed tensor memory that glibc keeps counts too (docs/training.md).
 
     sgcd bench step --json bench-step.json                      (the smoke preset: tiny model, seconds)
     sgcd bench step --preset default --json bench-step.json     (smollm2-135m, the default run's shapes)
@@ -65,6 +67,7 @@ def run_bench(cfg, repeats: int = 3) -> dict:
         trainer = Trainer(replace(cfg, algorithm=replace(cfg.algorithm, name="sgcd")), Path(tmp), quiet=True)
         trainer.setup()
         collected, rollout_s, was_mixed = _collect(trainer)
+        rollout_rss_gb = _peak_rss_gb()
         model_state = copy.deepcopy(trainer.policy.model.state_dict())
         opt_state = copy.deepcopy(trainer.optimizer.state_dict())
         sched_state = copy.deepcopy(trainer.scheduler.state_dict())
@@ -106,6 +109,7 @@ def run_bench(cfg, repeats: int = 3) -> dict:
         "ratio_post_rollout": s["post_rollout"] / g["post_rollout"],
         "extra_s": {p: s[p] - g[p] for p in PHASES},
         "peak_rss_gb": peak_rss_gb,
+        "peak_rss_after_rollout_gb": rollout_rss_gb,
         **speed,
     }
 
@@ -210,7 +214,10 @@ def main(args) -> int:
         f" -> per_token_speedup {result['per_token_speedup']:.2f}x (target >= 8; with the old-log-prob pass "
         f"{result['per_token_speedup_with_old']:.2f}x)"
     )
-    print(f"peak RSS {result['peak_rss_gb']:.2f} GB (before the plain copy)")
+    print(
+        f"peak RSS {result['peak_rss_gb']:.2f} GB (before the plain copy; "
+        f"{result['peak_rss_after_rollout_gb']:.2f} GB once the rollouts were done)"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
