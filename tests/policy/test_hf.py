@@ -294,3 +294,55 @@ def test_score_with_shared_prefix_equals_unshared(tiny_policy):
     for name in ("logprobs", "entropy", "topk_logprobs"):
         torch.testing.assert_close(getattr(shared, name), getattr(full, name).detach(), atol=1e-5, rtol=0)
     assert torch.equal(shared.mask, full.mask) and torch.equal(shared.topk_ids, full.topk_ids)
+
+
+def test_prefill_groups_by_hand():
+    # Rows prefill 100, 90, 10 and 5 tokens; a call costs 32 on top of rows * its longest row.
+    #   one call:                 32 + 4 * 100                      = 432
+    #   {100, 90} {10, 5}:        (32 + 2 * 100) + (32 + 2 * 10)     = 284  <- the minimum
+    #   {100} {90} {10, 5}:       132 + 122 + 52                     = 306
+    #   {100, 90} {10} {5}:       232 + 42 + 37                      = 311
+    assert hf.prefill_groups([100, 90, 10, 5], 32) == [(0, 2), (2, 4)]
+    assert hf.prefill_groups([50, 50, 50], 32) == [(0, 3)]  # equal rows: a second call only adds its cost
+    assert hf.prefill_groups([100, 90, 10, 5], None) == [(0, 4)]
+    assert hf.prefill_groups([300, 4], 0) == [(0, 1), (1, 2)]  # free calls: every distinct length alone
+    with pytest.raises(ValueError, match="decreasing"):
+        hf.prefill_groups([5, 10], 32)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_grouped_prefill_equals_one_padded_call(tiny_policy, temperature):
+    """Rows whose new tokens differ a lot are prefilled in groups (cache rows reordered); tokens equal the one
+    padded call's (seeded sampling too: each row keeps its own random draw), log-probs within 1e-5, and they
+    still equal score()."""
+    system = Message("system", "You are an airline agent. Follow the rules R1 to R7 and use the tools.")
+    long = "Please look up reservation {} and tell me " + "every detail of it " * 12
+    users = ["hi", long.format("R22"), "Cancel R1.", long.format("R23")]  # two long rows, two short ones
+    prompts = [tiny_policy.encode_prompt([system, Message("user", u)], TOOLS) for u in users]
+    params = SamplingParams(temperature, 1.0, 10)
+    tiny_policy.generate(prompts, params)  # the shared prefix's keys/values are memoised from here on
+    calls: list[tuple[int, int]] = []
+    body = tiny_policy.body()
+    hook = body.register_forward_pre_hook(
+        lambda m, a, kw: calls.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        tiny_policy.seed(3)
+        grouped = tiny_policy.generate(prompts, params)
+        prefills = [c for c in calls if c[1] > 1]
+        calls.clear()
+        tiny_policy.prefill_overhead = None
+        tiny_policy.seed(3)
+        padded = tiny_policy.generate(prompts, params)
+    finally:
+        tiny_policy.prefill_overhead = 32
+        hook.remove()
+    assert len(prefills) == 2 and sorted(b for b, _ in prefills) == [2, 2], prefills  # long pair, short pair
+    longest = max(s for _, s in prefills)
+    assert [c[1] for c in calls if c[1] > 1] == [longest]  # without groups: one padded call
+    assert [c.token_ids for c in grouped] == [c.token_ids for c in padded]
+    for a, b in zip(grouped, padded):
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-5
+    out = tiny_policy.score(prompts, [list(c.token_ids) for c in grouped])
+    for b, c in enumerate(grouped):
+        assert max(abs(out.logprobs[b, t].item() - lp) for t, lp in enumerate(c.logprobs)) < 1e-4

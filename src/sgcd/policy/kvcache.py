@@ -9,6 +9,8 @@
   turns. Entries are bounded in bytes (least recently used dropped first, which only costs a recomputation) and
   tied to the weights they were computed with: any parameter update, or a switch to the reference weights,
   empties the store.
+- `row_slice` / `set_filled`: a group of rows of a reserved cache as a cache of its own (views), so rows can be
+  prefilled group by group into one shared layout.
 - `batch_cache`: rows whose cached lengths differ are laid side by side in one reserved cache, each row's keys
   left-aligned; the gap up to the longest row is masked out by the caller's attention mask. Keys carry their
   rotary positions already, so new tokens continue at each row's own position.
@@ -113,6 +115,24 @@ class ReservedLayer(DynamicLayer if HAS_LAYERS else object):  # type: ignore[mis
         self._k = self._k.repeat_interleave(repeats, dim=0)
         self._v = self._v.repeat_interleave(repeats, dim=0)
         self._views()
+
+
+def row_slice(cache: Any, lo: int, hi: int, n: int) -> Any:
+    """A cache over rows [lo, hi) of the reserved `cache`, with its first `n` columns in use. Its buffers are
+    views: what a forward pass writes into it lands in `cache` (which then needs `set_filled`)."""
+    sub = DynamicCache()
+    sub.layers = [ReservedLayer.from_buffers(la._k[lo:hi], la._v[lo:hi], n) for la in cache.layers]
+    sub.layer_class_to_replicate = None
+    return sub
+
+
+def set_filled(cache: Any, n: int) -> None:
+    """Mark the first `n` columns of every row of the reserved `cache` as in use (after `row_slice` writes)."""
+    for layer in cache.layers:
+        if n > layer.capacity:
+            raise ValueError(f"set_filled: {n} positions exceed the reserved {layer.capacity}")
+        layer.n = n
+        layer._views()
 
 
 @dataclass
