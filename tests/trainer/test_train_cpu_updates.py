@@ -95,6 +95,36 @@ def test_first_minibatch_ratio_is_one(tmp_path, coin_overrides, extra, tol):
         assert r["policy/ratio_dev_max"] < tol and r["policy/clip_frac"] == 0.0
 
 
+def test_old_and_update_passes_pad_each_row_to_one_width(tmp_path, coin_overrides, monkeypatch):
+    """Under bf16 autocast a row's log-probs depend on the width it is padded to: SmolLM2-135M with the top 4
+    blocks trained, one row alone vs padded 70 tokens wider beside a longer row, differed by up to 0.041 (0.127
+    with all 30 blocks recomputed), and by exactly 0.0 at one width whatever the partner and order (probe,
+    docs/training.md). The update groups rows differently from the old-log-prob pass, so both must pad every row
+    to the batch's one width, or the first minibatch's ratio is not 1 (0.010 was measured before they did)."""
+    from sgcd.policy.hf import HFPolicy
+
+    calls = []
+    inner = HFPolicy._score
+
+    def spy(self, prefixes, continuations, topk, with_entropy, grad, select, share, pad_to=None):
+        width = max([len(a) + len(b) for a, b in zip(prefixes, continuations)] + [pad_to or 0])
+        calls.append((grad, [tuple(a) + tuple(b) for a, b in zip(prefixes, continuations)], width))
+        return inner(self, prefixes, continuations, topk, with_entropy, grad, select, share, pad_to)
+
+    monkeypatch.setattr(HFPolicy, "_score", spy)
+    _run(tmp_path, coin_overrides, ["algorithm.microbatch_size=2", "steps=1"])
+    first_width = {}  # a row's width in the first pass that scored it: the old log-probs
+    for _, rows, width in calls:
+        for row in rows:
+            first_width.setdefault(row, width)
+    updates = [(rows, width) for grad, rows, width in calls if grad]
+    assert updates
+    lengths = {len(row) for rows, _ in updates for row in rows}
+    assert len(lengths) > 1, "the test needs rows of different lengths"
+    for rows, width in updates:
+        assert all(first_width[row] == width for row in rows), (width, [first_width[r] for r in rows])
+
+
 def test_credit_diagnostics_are_logged_every_step(tmp_path, coin_overrides):
     _, _, rows = _run(tmp_path, coin_overrides, [])
     trained = [r for r in rows if r.get("sampling/skipped") == 0.0]
