@@ -235,8 +235,10 @@ class HFPolicy(ChatCodec):
         capacity = C + S + max(cap)
         # cache rows in order of decreasing s (rows that prefill alike side by side), when grouping pays off
         order = sorted(range(B), key=lambda b: -s_B[b])
-        groups = prefill_groups([s_B[b] for b in order], self.prefill_overhead) if C else [(0, B)]
-        alive = order if len(groups) > 1 else list(range(B))  # original row of each cache row
+        s_sorted = [s_B[b] for b in order]
+        groups = prefill_groups(s_sorted, self.prefill_overhead) if C else [(0, B)]
+        reordered = len(groups) > 1
+        alive = order if reordered else list(range(B))  # original row of each cache row
         ids_B_S = torch.full((B, S), self.pad_id, dtype=torch.long)
         attn_B_S = torch.zeros((B, S), dtype=torch.long)
         for r, b in enumerate(alive):  # left padding: the next token is at column S
@@ -259,7 +261,7 @@ class HFPolicy(ChatCodec):
             cache = reserve_cache(_cache_of(out), capacity)
             last_A_H = out.last_hidden_state[:, -1]
         else:
-            last_A_H = self._prefill_grouped(body, cache, groups, ids_B_S, attn_B_X[:, :L], pos_B_S, C + S)
+            last_A_H = self._prefill_grouped(body, cache, groups, s_sorted, ids_B_S, attn_B_X[:, :L], pos_B_S)
         keep_kv = self.reuse_kv and reservable(cache)
         logits_A_V = self._head(last_A_H)
         pos_B = pos_B_S[:, -1]
@@ -274,7 +276,7 @@ class HFPolicy(ChatCodec):
             self.sessions.put(row_entry(cache, a, cols, tuple(prompts[b]) + tuple(toks[b][:-1])))
 
         while True:
-            tok_A, lp_A = self._sample(logits_A_V, params, torch.tensor(alive).argsort().argsort())
+            tok_A, lp_A = self._sample(logits_A_V, params, alive if reordered else None)
             for a, (t, lp) in enumerate(zip(tok_A.tolist(), lp_A.tolist())):
                 b = alive[a]
                 toks[b].append(t)
@@ -306,14 +308,14 @@ class HFPolicy(ChatCodec):
                 save(a, b)
         return [self._completion(t, lp, p) for t, lp, p in zip(toks, lps, paused)]
 
-    def _prefill_grouped(self, body, cache, groups, ids_B_S, attn_B_L, pos_B_S, L: int) -> torch.Tensor:
+    def _prefill_grouped(self, body, cache, groups, lengths, ids_B_S, attn_B_L, pos_B_S) -> torch.Tensor:
         """Prefill the rows group by group, each padded only to its own longest row: group [lo, hi) writes into
         its rows' slice of the reserved buffers (a view) at the same columns one padded call would use, so the
-        cache afterwards is laid out as if all rows had been prefilled together. Returns each row's last hidden
-        state (B, H)."""
-        S, last = ids_B_S.shape[1], []
+        cache afterwards is laid out as if all rows had been prefilled together. lengths: each cache row's new
+        tokens, decreasing. Returns each row's last hidden state (B, H)."""
+        S, L, last = ids_B_S.shape[1], attn_B_L.shape[1], []
         for lo, hi in groups:
-            s = int(attn_B_L[lo, L - S :].sum())  # rows are sorted: the first row of a group is its longest
+            s = lengths[lo]  # rows are sorted: the first row of a group is its longest
             sub = row_slice(cache, lo, hi, L - s)
             with self._amp(generating=True):
                 out = body(input_ids=ids_B_S[lo:hi, S - s :], attention_mask=attn_B_L[lo:hi],
@@ -353,10 +355,10 @@ class HFPolicy(ChatCodec):
         )
 
     def _sample(
-        self, logits_A_V: torch.Tensor, params: SamplingParams, rank_A: torch.Tensor | None = None
+        self, logits_A_V: torch.Tensor, params: SamplingParams, rows: list[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next token per row, and its log-prob under the untempered, untruncated policy. rank_A: each cache
-        row's rank in the prompts' order, so a row gets the same random draw whatever order the cache holds."""
+        """Next token per row, and its log-prob under the untempered, untruncated policy. rows: the prompt each
+        cache row holds, when not in prompt order; a row then still gets the draw it would get in prompt order."""
         logp_A_V = torch.log_softmax(logits_A_V, dim=-1)
         if params.temperature <= 0:
             tok_A = logits_A_V.argmax(-1)
@@ -364,6 +366,7 @@ class HFPolicy(ChatCodec):
             probs_A_V = torch.softmax(logits_A_V / params.temperature, dim=-1)
             if params.top_p < 1.0:
                 probs_A_V = top_p_filter(probs_A_V, params.top_p)
+            rank_A = torch.tensor(rows).argsort().argsort() if rows is not None else None
             tok_A = sample_inverse_cdf(probs_A_V, self.generator, rank_A)
         return tok_A, logp_A_V.gather(-1, tok_A[:, None]).squeeze(-1)
 
