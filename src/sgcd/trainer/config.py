@@ -238,7 +238,7 @@ class SummarizerConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = _f(3e-5, "AdamW learning rate", lo=0.0)
+    lr: float = _f(1e-4, "AdamW learning rate", lo=0.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0)
     beta1: float = _f(0.9, "AdamW beta1", lo=0.0, lt=1.0)
     beta2: float = _f(0.999, "AdamW beta2", lo=0.0, lt=1.0)
