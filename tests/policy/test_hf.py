@@ -311,10 +311,13 @@ def test_prefill_groups_by_hand():
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_grouped_prefill_equals_one_padded_call(tiny_policy, temperature):
+def test_grouped_prefill_equals_one_padded_call(tiny_policy, temperature, monkeypatch):
     """Rows whose new tokens differ a lot are prefilled in groups (cache rows reordered); tokens equal the one
     padded call's (seeded sampling too: each row keeps its own random draw), log-probs within 1e-5, and they
     still equal score()."""
+    monkeypatch.setattr(
+        tiny_policy, "lookup_draft", 0
+    )  # greedy drafts' passes would count as prefill calls here
     system = Message("system", "You are an airline agent. Follow the rules R1 to R7 and use the tools.")
     long = "Please look up reservation {} and tell me " + "every detail of it " * 12
     users = ["hi", long.format("R22"), "Cancel R1.", long.format("R23")]  # two long rows, two short ones

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from sgcd.policy.attention import packed_attention
 from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
 from sgcd.policy.chat import ChatCodec
 from sgcd.policy.kvcache import (
@@ -55,6 +56,7 @@ from sgcd.policy.kvcache import (
     row_slice,
     set_filled,
 )
+from sgcd.policy.lookup import accept_greedy, lookup_draft
 from sgcd.policy.trainable import has_adapters
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -86,6 +88,11 @@ class HFPolicy(ChatCodec):
         self.prefill_overhead: int | None = 32
         self.set_autocast(autocast)
         self.reuse_kv = True  # keep each episode's KV cache across turns
+        # greedy decoding verifies prompt-lookup drafts (sgcd.policy.lookup): at most this many draft tokens per
+        # row and this many query tokens per pass (so only passes with few rows draft); lookup_draft 0 = off
+        self.lookup_draft = 8
+        self.lookup_tokens = 32
+        self.lookup_stats = {"passes": 0, "drafted": 0, "accepted": 0}
         self.sessions = SessionStore()
         self.trunk_blocks = 0  # bottom blocks whose hidden states are cached (frozen); 0 = off
         self.grad_checkpoint = False  # recompute block activations in the backward pass (less memory)
@@ -125,10 +132,14 @@ class HFPolicy(ChatCodec):
         """Autocast for a forward pass. Generation on CPU stays in the parameters' dtype: decoding is matrix-vector
         work, and on CPUs without native bf16 (AVX-512 without AMX / avx512_bf16) bf16 autocast made a SmolLM2
         decode step 2.3x slower (328 vs 752 ms at B=16, one thread), while the training passes' large matrix
-        products gain from it."""
-        if self.autocast is None or (generating and self.device.type == "cpu"):
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+        products gain from it. Generation's passes also attend through `packed_attention` (several-token queries
+        without copying the cache once per query head; sgcd.policy.attention)."""
+        stack = contextlib.ExitStack()
+        if generating:
+            stack.enter_context(packed_attention(self.causal_lm()))
+        if self.autocast is not None and not (generating and self.device.type == "cpu"):
+            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=self.autocast))
+        return stack
 
     # ---- the model's parts -----------------------------------------------------------------------------------
     def causal_lm(self) -> Any:
@@ -232,7 +243,8 @@ class HFPolicy(ChatCodec):
         C = int(c_B.max())
         s_B = [len(p) - int(c) for p, c in zip(prompts, c_B)]  # tokens each row prefills now
         S = max(s_B)
-        capacity = C + S + max(cap)
+        lookup = params.temperature <= 0 and self.lookup_draft > 0
+        capacity = C + S + max(cap) * (2 if lookup else 1)  # greedy: room for the holes lookup drafts leave
         # cache rows in order of decreasing s (rows that prefill alike side by side), when grouping pays off
         order = sorted(range(B), key=lambda b: -s_B[b])
         s_sorted = [s_B[b] for b in order]
@@ -264,24 +276,27 @@ class HFPolicy(ChatCodec):
             last_A_H = self._prefill_grouped(body, cache, groups, s_sorted, ids_B_S, attn_B_X[:, :L], pos_B_S)
         keep_kv = self.reuse_kv and reservable(cache)
         logits_A_V = self._head(last_A_H)
-        pos_B = pos_B_S[:, -1]
+        pos_B = pos_B_S[:, -1].clone()  # each row's position of its last fed token
         toks: list[list[int]] = [[] for _ in range(B)]
         lps: list[list[float]] = [[] for _ in range(B)]
+        fed: list[list[int]] = [[] for _ in range(B)]  # buffer columns of the sampled tokens fed back so far
         done = [False] * B
         paused = [False] * B
 
         def save(a: int, b: int) -> None:  # row b's keys/values: cached part, its prompt's suffix, fed tokens
-            c, s, fed = int(c_B[b]), len(prompts[b]) - int(c_B[b]), len(toks[b]) - 1
-            cols = torch.cat([torch.arange(c), torch.arange(C + S - s, C + S + fed)]).to(dev)
+            c, s = int(c_B[b]), len(prompts[b]) - int(c_B[b])
+            cols = torch.tensor([*range(c), *range(C + S - s, C + S), *fed[b]], device=dev)
             self.sessions.put(row_entry(cache, a, cols, tuple(prompts[b]) + tuple(toks[b][:-1])))
 
+        tok_A, lp_A = self._sample(logits_A_V, params, alive if reordered else None)
+        new = [[pair] for pair in zip(tok_A.tolist(), lp_A.tolist())]  # per cache row: this pass's tokens
         while True:
-            tok_A, lp_A = self._sample(logits_A_V, params, alive if reordered else None)
-            for a, (t, lp) in enumerate(zip(tok_A.tolist(), lp_A.tolist())):
+            for a, pairs in enumerate(new):
                 b = alive[a]
-                toks[b].append(t)
-                lps[b].append(lp)
-                done[b] = t in self.stop_ids or len(toks[b]) >= cap[b]
+                for t, lp in pairs:
+                    toks[b].append(t)
+                    lps[b].append(lp)
+                done[b] = toks[b][-1] in self.stop_ids or len(toks[b]) >= cap[b]
             keep = [a for a, b in enumerate(alive) if not done[b]]
             if not keep:
                 break
@@ -296,17 +311,77 @@ class HFPolicy(ChatCodec):
                             save(a, b)
                 idx = torch.tensor(keep, device=dev)
                 cache.batch_select_indices(idx)
-                tok_A, attn_B_X, pos_B = tok_A[idx], attn_B_X[idx], pos_B[idx]
+                attn_B_X, pos_B = attn_B_X[idx], pos_B[idx]
                 alive = [alive[a] for a in keep]
+            tok_A = torch.tensor([toks[b][-1] for b in alive], device=dev)
+            drafts = self._drafts(prompts, toks, cap, alive, capacity - L) if lookup else None
+            if drafts:
+                new, L = self._verify(body, cache, tok_A, drafts, attn_B_X, pos_B, L, [fed[b] for b in alive])
+                continue
+            for b in alive:
+                fed[b].append(L)
             L, pos_B = L + 1, pos_B + 1
             with self._amp(generating=True):
                 out = body(input_ids=tok_A[:, None], attention_mask=attn_B_X[:, :L], position_ids=pos_B[:, None],
                            use_cache=True, **{self._cache_kw: cache})  # fmt: skip
-            logits_A_V = self._head(out.last_hidden_state[:, -1])
+            tok_A, lp_A = self._sample(
+                self._head(out.last_hidden_state[:, -1]), params, alive if reordered else None
+            )
+            new = [[pair] for pair in zip(tok_A.tolist(), lp_A.tolist())]
         if keep_kv:
             for a, b in enumerate(alive):
                 save(a, b)
         return [self._completion(t, lp, p) for t, lp, p in zip(toks, lps, paused)]
+
+    def _drafts(self, prompts, toks, cap, alive, room) -> list[list[int]] | None:
+        """Prompt-lookup drafts for the rows still sampling (greedy), or None when none is worth a pass: at most
+        `lookup_tokens` query tokens per pass in all, `lookup_draft` per row, never past a row's cap, and only
+        while the reserved cache has `room` for the pass plus the rest of every row's turn."""
+        A = len(alive)
+        k = min(self.lookup_draft, self.lookup_tokens // A - 1)
+        rest = max(cap[b] - len(toks[b]) for b in alive)  # forward passes plain decoding may still need
+        k = min(k, room - rest - 1)
+        if k < 1:
+            return None
+        drafts = [lookup_draft(prompts[b] + toks[b], min(k, cap[b] - len(toks[b]) - 1)) for b in alive]
+        return drafts if any(drafts) else None
+
+    def _verify(self, body, cache, tok_A, drafts, attn_B_X, pos_B, L, fed_A):
+        """One pass over each row's last token and its draft (padded to the longest draft); each row keeps the
+        greedy tokens its draft agrees with, plus the model's next one. A row that keeps fewer than the longest
+        leaves masked holes (attention 0) in the columns it did not use; the cache keeps columns up to the
+        longest kept run. Updates attn_B_X, pos_B and fed_A in place; returns each row's (token, log-prob) pairs
+        and the new filled length."""
+        A, D = len(drafts), max(len(d) for d in drafts)
+        ids_A_Q = torch.full((A, D + 1), self.pad_id, dtype=torch.long)
+        ids_A_Q[:, 0] = tok_A
+        for a, d in enumerate(drafts):
+            ids_A_Q[a, 1 : 1 + len(d)] = torch.tensor(d, dtype=torch.long)
+        ids_A_Q = ids_A_Q.to(tok_A.device)
+        pos_A_Q = pos_B[:, None] + 1 + torch.arange(D + 1, device=pos_B.device)
+        with self._amp(generating=True):
+            out = body(input_ids=ids_A_Q, attention_mask=attn_B_X[:, : L + D + 1], position_ids=pos_A_Q,
+                       use_cache=True, **{self._cache_kw: cache})  # fmt: skip
+        logp_A_Q_V = torch.log_softmax(self._head(out.last_hidden_state), dim=-1)
+        greedy_A_Q = logp_A_Q_V.argmax(-1)
+        lp_A_Q = logp_A_Q_V.gather(-1, greedy_A_Q[..., None]).squeeze(-1)
+        new, taken = [], []
+        for a, d in enumerate(drafts):
+            g = greedy_A_Q[a].tolist()
+            n = next((i + 1 for i, t in enumerate(g[: accept_greedy(d, g)]) if t in self.stop_ids), None)
+            n = n or accept_greedy(d, g) + 1  # tokens this row keeps (a confirmed end of turn ends them)
+            new.append(list(zip(g[:n], lp_A_Q[a, :n].tolist())))
+            taken.append(n)
+            fed_A[a].extend(range(L, L + n))  # its last token and the n - 1 confirmed draft tokens were fed
+        M = max(taken)
+        for a, n in enumerate(taken):
+            attn_B_X[a, L + n : L + M] = 0  # holes: draft columns this row did not keep
+            pos_B[a] += n
+        set_filled(cache, L + M)  # columns past L + M are overwritten by the next pass
+        self.lookup_stats["passes"] += 1
+        self.lookup_stats["drafted"] += sum(len(d) for d in drafts)
+        self.lookup_stats["accepted"] += sum(taken) - A
+        return new, L + M
 
     def _prefill_grouped(self, body, cache, groups, lengths, ids_B_S, attn_B_L, pos_B_S) -> torch.Tensor:
         """Prefill the rows group by group, each padded only to its own longest row: group [lo, hi) writes into
