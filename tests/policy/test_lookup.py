@@ -61,20 +61,26 @@ def _close(a, b, tol=1e-5):
         assert max(abs(p - q) for p, q in zip(x.logprobs, y.logprobs)) < tol
 
 
+def _plain_then_drafted(policy, monkeypatch, wrong_rows):
+    """12 greedy tokens for each of 3 prompts, plainly and then with the oracle's drafts (4 a row, 16 a pass,
+    so 3 rows x (1 + 4) query tokens fit in one pass); each run starts with no kept keys/values."""
+    prompts, params = _prompts(policy), SamplingParams(0.0, 1.0, 12)
+    monkeypatch.setattr(policy, "lookup_draft", 0)
+    policy.sessions.clear()
+    plain = policy.generate(prompts, params)
+    policy.sessions.clear()
+    monkeypatch.setattr(policy, "lookup_draft", 4)
+    monkeypatch.setattr(policy, "lookup_tokens", 16)
+    monkeypatch.setattr(policy, "lookup_stats", {"passes": 0, "drafted": 0, "accepted": 0})
+    _oracle(monkeypatch, prompts, [c.token_ids for c in plain], wrong_rows)
+    return prompts, params, plain, policy.generate(prompts, params)
+
+
 @pytest.mark.parametrize("wrong_rows", [(), (1,)])
 def test_verified_drafts_equal_plain_greedy(tiny_policy, monkeypatch, wrong_rows):
     """Same greedy tokens as plain decoding, log-probs within 1e-5 of it and equal to score(), in fewer passes;
     with one row's drafts always wrong, its rejected columns become holes the other rows' passes must not see."""
-    prompts, params = _prompts(tiny_policy), SamplingParams(0.0, 1.0, 12)
-    monkeypatch.setattr(tiny_policy, "lookup_draft", 0)
-    tiny_policy.sessions.clear()
-    plain = tiny_policy.generate(prompts, params)
-    tiny_policy.sessions.clear()
-    monkeypatch.setattr(tiny_policy, "lookup_draft", 4)
-    monkeypatch.setattr(tiny_policy, "lookup_tokens", 16)  # 3 rows x (1 + 4) query tokens fit in one pass
-    monkeypatch.setattr(tiny_policy, "lookup_stats", {"passes": 0, "drafted": 0, "accepted": 0})
-    _oracle(monkeypatch, prompts, [c.token_ids for c in plain], wrong_rows)
-    drafted = tiny_policy.generate(prompts, params)
+    prompts, params, plain, drafted = _plain_then_drafted(tiny_policy, monkeypatch, wrong_rows)
     _close(drafted, plain)
     # 12 tokens per row, the first from the prefill. A row's draft is at most 4 tokens (16 query tokens // 3 rows
     # - 1) and at most cap - len - 1, so a right draft yields 5 tokens a pass: len 1 -> 6 -> 11, then its
@@ -95,15 +101,7 @@ def test_verified_drafts_equal_plain_greedy(tiny_policy, monkeypatch, wrong_rows
 def test_next_turn_after_drafts_reuses_the_right_columns(tiny_policy, monkeypatch):
     """The keys/values kept after a drafted turn with holes are the fed tokens' columns: the next turn, prefilling
     only the environment's answer, equals re-prefilling the whole conversation."""
-    prompts, params = _prompts(tiny_policy), SamplingParams(0.0, 1.0, 12)
-    monkeypatch.setattr(tiny_policy, "lookup_draft", 0)
-    tiny_policy.sessions.clear()
-    plain = tiny_policy.generate(prompts, params)
-    tiny_policy.sessions.clear()
-    monkeypatch.setattr(tiny_policy, "lookup_draft", 4)
-    monkeypatch.setattr(tiny_policy, "lookup_tokens", 16)
-    _oracle(monkeypatch, prompts, [c.token_ids for c in plain], wrong_rows=(1,))
-    first = tiny_policy.generate(prompts, params)
+    prompts, params, _, first = _plain_then_drafted(tiny_policy, monkeypatch, wrong_rows=(1,))
     answer = tiny_policy.encode_delta([Message("tool", '{"status": "ok", "id": "R1"}')])
     nxt = [p + list(c.token_ids) + answer for p, c in zip(prompts, first)]
     monkeypatch.setattr(tiny_policy, "lookup_draft", 0)  # the second turn decodes plainly in both legs

@@ -9,6 +9,10 @@
   policy's torch.Generator. Ids come back verbatim, never re-tokenized. A turn's prefill runs rows with similar
   numbers of new tokens together (`prefill_groups`), so a short tool answer is not padded to the longest row's
   (44% of the prefilled tokens were padding in a 30-task evaluation); each row keeps its own random draws.
+  Greedy decoding verifies prompt-lookup drafts (sgcd.policy.lookup): a pass feeds each row's last token and
+  a guess of its next ones, and keeps what the model confirms, so the few long rows at the end of an evaluation
+  gain several tokens a pass; rejected columns become masked holes. Several-token passes attend through
+  sgcd.policy.attention's packed grouped-query path.
 - KV reuse (sgcd.policy.kvcache): a prompt prefix shared by all rows (the system prompt and tools) is prefilled
   once and memoised; after a turn each row's keys/values are kept, so the next turn of the same episode only
   prefills the environment's answer (`reuse_kv`, on by default; off = re-prefill every turn, the reference the
