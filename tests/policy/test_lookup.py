@@ -8,7 +8,7 @@ import pytest
 
 from sgcd.policy import hf
 from sgcd.policy.base import SamplingParams
-from sgcd.policy.lookup import accept_greedy, lookup_draft
+from sgcd.policy.lookup import accept_greedy, lookup_draft, tokens_kept
 from sgcd.types import Message
 
 
@@ -32,6 +32,17 @@ def test_accept_greedy_by_hand():
     assert accept_greedy([1, 2], [1, 2, 3]) == 2  # all confirmed; the pass yields 1 2 3
     assert accept_greedy([5], [1, 2]) == 0  # the first guess is wrong; the pass yields 1 only
     assert accept_greedy([], [9]) == 0
+
+
+def test_tokens_kept_by_hand():
+    # Draft 5 2 7 fully confirmed (greedy 5 2 7 9): the row keeps the 3 draft tokens and the model's 9.
+    assert tokens_kept([5, 2, 7], [5, 2, 7, 9], frozenset()) == 4
+    # With 2 an end-of-turn token, the turn ends at the confirmed 2: 5 2 kept, nothing after it.
+    assert tokens_kept([5, 2, 7], [5, 2, 7, 9], frozenset({2})) == 2
+    # An end of turn that is the model's own next token is kept like any next token (the row then stops).
+    assert tokens_kept([5], [5, 2], frozenset({2})) == 2
+    # A stop token in the unconfirmed part changes nothing: 5 confirmed, 3 (not 2) is the model's next.
+    assert tokens_kept([5, 2], [5, 3, 2], frozenset({2})) == 2
 
 
 def _prompts(policy):

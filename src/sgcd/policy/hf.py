@@ -60,7 +60,7 @@ from sgcd.policy.kvcache import (
     row_slice,
     set_filled,
 )
-from sgcd.policy.lookup import accept_greedy, lookup_draft
+from sgcd.policy.lookup import lookup_draft, tokens_kept
 from sgcd.policy.trainable import has_adapters
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -320,7 +320,9 @@ class HFPolicy(ChatCodec):
             tok_A = torch.tensor([toks[b][-1] for b in alive], device=dev)
             drafts = self._drafts(prompts, toks, cap, alive, capacity - L) if lookup else None
             if drafts:
-                new, L = self._verify(body, cache, tok_A, drafts, attn_B_X, pos_B, L, [fed[b] for b in alive])
+                new, L = self._verify(
+                    body, cache, params, tok_A, drafts, attn_B_X, pos_B, L, [fed[b] for b in alive]
+                )
                 continue
             for b in alive:
                 fed[b].append(L)
@@ -350,7 +352,7 @@ class HFPolicy(ChatCodec):
         drafts = [lookup_draft(prompts[b] + toks[b], min(k, cap[b] - len(toks[b]) - 1)) for b in alive]
         return drafts if any(drafts) else None
 
-    def _verify(self, body, cache, tok_A, drafts, attn_B_X, pos_B, L, fed_A):
+    def _verify(self, body, cache, params, tok_A, drafts, attn_B_X, pos_B, L, fed_A):
         """One pass over each row's last token and its draft (padded to the longest draft); each row keeps the
         greedy tokens its draft agrees with, plus the model's next one. A row that keeps fewer than the longest
         leaves masked holes (attention 0) in the columns it did not use; the cache keeps columns up to the
@@ -366,14 +368,12 @@ class HFPolicy(ChatCodec):
         with self._amp(generating=True):
             out = body(input_ids=ids_A_Q, attention_mask=attn_B_X[:, : L + D + 1], position_ids=pos_A_Q,
                        use_cache=True, **{self._cache_kw: cache})  # fmt: skip
-        logp_A_Q_V = torch.log_softmax(self._head(out.last_hidden_state), dim=-1)
-        greedy_A_Q = logp_A_Q_V.argmax(-1)
-        lp_A_Q = logp_A_Q_V.gather(-1, greedy_A_Q[..., None]).squeeze(-1)
+        tok_N, lp_N = self._sample(self._head(out.last_hidden_state).flatten(0, 1), params)  # greedy
+        greedy_A_Q, lp_A_Q = tok_N.view(A, D + 1), lp_N.view(A, D + 1)
         new, taken = [], []
         for a, d in enumerate(drafts):
             g = greedy_A_Q[a].tolist()
-            n = next((i + 1 for i, t in enumerate(g[: accept_greedy(d, g)]) if t in self.stop_ids), None)
-            n = n or accept_greedy(d, g) + 1  # tokens this row keeps (a confirmed end of turn ends them)
+            n = tokens_kept(d, g, self.stop_ids)
             new.append(list(zip(g[:n], lp_A_Q[a, :n].tolist())))
             taken.append(n)
             fed_A[a].extend(range(L, L + n))  # its last token and the n - 1 confirmed draft tokens were fed

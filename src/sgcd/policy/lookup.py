@@ -19,7 +19,7 @@ different lengths in one pass, the rejected columns of a row becoming masked hol
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 
 def lookup_draft(context: Sequence[int], k: int, ngram: int = 3, min_ngram: int = 2) -> list[int]:
@@ -48,3 +48,10 @@ def accept_greedy(draft: Sequence[int], greedy: Sequence[int]) -> int:
     while n < len(draft) and n < len(greedy) - 1 and draft[n] == greedy[n]:
         n += 1
     return n
+
+
+def tokens_kept(draft: Sequence[int], greedy: Sequence[int], stop_ids: Collection[int]) -> int:
+    """How many of a verifying pass's greedy tokens a row keeps: its confirmed draft tokens and the model's next
+    one, cut right after the first end-of-turn token among the confirmed ones (the turn ends there)."""
+    m = accept_greedy(draft, greedy)
+    return next((i + 1 for i, t in enumerate(greedy[:m]) if t in stop_ids), m + 1)
