@@ -79,3 +79,13 @@ def smol_policy():
     from sgcd.policy.models import load_policy
 
     return load_policy("smollm2-135m")
+
+
+@pytest.fixture(autouse=True)
+def nan_reserved_buffers(monkeypatch):
+    """Every test: reserved key/value buffers start as NaN instead of uninitialised memory, so a column read
+    before a pass writes it (or the caller zeroes it) turns a test's numbers into NaN every time, not by chance.
+    Production buffers are torch.empty (see sgcd.policy.kvcache.new_buffer)."""
+    from sgcd.policy import kvcache
+
+    monkeypatch.setattr(kvcache, "new_buffer", lambda like, shape: like.new_full(shape, float("nan")))

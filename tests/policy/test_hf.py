@@ -8,7 +8,7 @@ import torch
 from sgcd.policy import hf
 from sgcd.policy.base import SamplingParams
 from sgcd.policy.hf import HFPolicy, inverse_cdf, top_p_filter
-from sgcd.policy.kvcache import ReservedLayer, reserve_cache
+from sgcd.policy.kvcache import ReservedLayer, drop_rows, reserve_cache
 from sgcd.types import Message
 
 TOOLS = [
@@ -203,6 +203,28 @@ def test_reserved_cache_writes_in_place_and_leaves_the_source():
     torch.testing.assert_close(res.layers[0].keys[0, :, 3:], k2[1])
     with pytest.raises(RuntimeError, match="exceed the reserved 5"):
         res.update(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 4), 0)
+
+
+def test_drop_rows_moves_the_last_kept_rows_into_the_holes_in_place():
+    """drop_rows by hand. Rows 0..4, keep [1, 3, 4]: the new batch has 3 rows; rows 0 and 2 are the holes below
+    3, and the kept rows at or past 3 (rows 3 and 4) move into them in order: new row 0 <- old 3, row 1 stays,
+    new row 2 <- old 4. So the order is [3, 1, 4], the filled columns moved, and the buffers are the same
+    memory (nothing allocated)."""
+    from transformers.cache_utils import DynamicCache
+
+    src = DynamicCache()
+    k = torch.arange(5.0)[:, None, None, None].expand(5, 2, 3, 4).clone()  # row r holds the value r
+    src.update(k, -k, 0)
+    res = reserve_cache(src, capacity=6)
+    ptr = res.layers[0]._k.data_ptr()
+    order = drop_rows(res, [1, 3, 4])
+    assert order == [3, 1, 4]
+    layer = res.layers[0]
+    assert layer._k.data_ptr() == ptr and layer.keys.shape == (3, 2, 3, 4)
+    assert layer.keys[:, 0, 0, 0].tolist() == [3.0, 1.0, 4.0]
+    assert layer.values[:, 1, 2, 3].tolist() == [-3.0, -1.0, -4.0]
+    assert drop_rows(res, [0, 1]) == [0, 1]  # dropping only the last row moves nothing
+    assert layer.keys[:, 0, 0, 0].tolist() == [3.0, 1.0]
 
 
 def test_reserved_cache_generation_equals_transformers_cache(tiny_policy, monkeypatch):

@@ -5,9 +5,9 @@
   log-softmax run in float32 with autocast off, in generation and in scoring alike, so sampling log-probs,
   old log-probs, teacher log-probs and the update's log-probs all come from the same float32 head.
 - `generate`: one batched sampling loop with a KV cache; each row stops at its own end-of-turn token
-  (`<|im_end|>`), finished rows leave the batch (the cache is compacted), temperature and top-p, seeded by the
-  policy's torch.Generator. Ids come back verbatim, never re-tokenized. A turn's prefill runs rows with similar
-  numbers of new tokens together (`prefill_groups`), so a short tool answer is not padded to the longest row's
+  (`<|im_end|>`), finished rows leave the batch (the cache is compacted in place), temperature and top-p,
+  seeded by the policy's torch.Generator. Ids come back verbatim, never re-tokenized. A turn's prefill runs rows
+  with similar new-token counts together (`prefill_groups`): a short tool answer is not padded to the longest row's
   (44% of the prefilled tokens were padding in a 30-task evaluation); each row keeps its own random draws.
   Greedy decoding verifies prompt-lookup drafts (sgcd.policy.lookup): a pass feeds each row's last token and
   a guess of its next ones, and keeps what the model confirms, so the few long rows at the end of an evaluation
@@ -52,13 +52,16 @@ from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
 from sgcd.policy.chat import ChatCodec
 from sgcd.policy.kvcache import (
     Entry,
+    ReservedLayer,
     SessionStore,
     batch_cache,
+    drop_rows,
     reservable,
     reserve_cache,
     row_entry,
     row_slice,
     set_filled,
+    zero_columns,
 )
 from sgcd.policy.lookup import lookup_draft, tokens_kept
 from sgcd.policy.trainable import has_adapters
@@ -292,7 +295,7 @@ class HFPolicy(ChatCodec):
             cols = torch.tensor([*range(c), *range(C + S - s, C + S), *fed[b]], device=dev)
             self.sessions.put(row_entry(cache, a, cols, tuple(prompts[b]) + tuple(toks[b][:-1])))
 
-        tok_A, lp_A = self._sample(logits_A_V, params, alive if reordered else None)
+        tok_A, lp_A = self._sample(logits_A_V, params, alive)
         new = [[pair] for pair in zip(tok_A.tolist(), lp_A.tolist())]  # per cache row: this pass's tokens
         while True:
             for a, pairs in enumerate(new):
@@ -313,8 +316,11 @@ class HFPolicy(ChatCodec):
                     for a, b in enumerate(alive):
                         if done[b]:
                             save(a, b)
+                if all(isinstance(la, ReservedLayer) for la in getattr(cache, "layers", None) or [None]):
+                    keep = drop_rows(cache, keep)  # in place; kept rows may change places
+                else:
+                    cache.batch_select_indices(torch.tensor(keep, device=dev))
                 idx = torch.tensor(keep, device=dev)
-                cache.batch_select_indices(idx)
                 attn_B_X, pos_B = attn_B_X[idx], pos_B[idx]
                 alive = [alive[a] for a in keep]
             tok_A = torch.tensor([toks[b][-1] for b in alive], device=dev)
@@ -330,9 +336,7 @@ class HFPolicy(ChatCodec):
             with self._amp(generating=True):
                 out = body(input_ids=tok_A[:, None], attention_mask=attn_B_X[:, :L], position_ids=pos_B[:, None],
                            use_cache=True, **{self._cache_kw: cache})  # fmt: skip
-            tok_A, lp_A = self._sample(
-                self._head(out.last_hidden_state[:, -1]), params, alive if reordered else None
-            )
+            tok_A, lp_A = self._sample(self._head(out.last_hidden_state[:, -1]), params, alive)
             new = [[pair] for pair in zip(tok_A.tolist(), lp_A.tolist())]
         if keep_kv:
             for a, b in enumerate(alive):
@@ -395,6 +399,7 @@ class HFPolicy(ChatCodec):
         S, L, last = ids_B_S.shape[1], attn_B_L.shape[1], []
         for lo, hi in groups:
             s = lengths[lo]  # rows are sorted: the first row of a group is its longest
+            zero_columns(cache, lo, hi, L - S, L - s)  # padding no call writes (masked, but must be finite)
             sub = row_slice(cache, lo, hi, L - s)
             with self._amp(generating=True):
                 out = body(input_ids=ids_B_S[lo:hi, S - s :], attention_mask=attn_B_L[lo:hi],

@@ -9,6 +9,9 @@
   turns. Entries are bounded in bytes (least recently used dropped first, which only costs a recomputation) and
   tied to the weights they were computed with: any parameter update, or a switch to the reference weights,
   empties the store.
+- `drop_rows`: rows that finished their turn leave the batch in place (the last kept rows move into the freed
+  rows; nothing is allocated). Buffers are reserved uninitialised (`new_buffer`): every column is written by a
+  pass before it is read, and the masked gaps between rows of different lengths are zeroed.
 - `row_slice` / `set_filled`: a group of rows of a reserved cache as a cache of its own (views), so rows can be
   prefilled group by group into one shared layout.
 - `batch_cache`: rows whose cached lengths differ are laid side by side in one reserved cache, each row's keys
@@ -33,6 +36,12 @@ try:  # cache layers (transformers >= 4.56); without them generation keeps trans
     HAS_LAYERS = True
 except ImportError:  # pragma: no cover - old transformers
     HAS_LAYERS = False
+
+
+def new_buffer(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised key or value buffer (the one place reserved buffers are made; tests fill it with NaN
+    to prove nothing reads a column before a pass writes it or the caller zeroes it)."""
+    return like.new_empty(shape)
 
 
 def reserve_cache(cache: Any, capacity: int, repeat: int = 1) -> Any:
@@ -72,8 +81,8 @@ class ReservedLayer(DynamicLayer if HAS_LAYERS else object):  # type: ignore[mis
         B, H, n, _ = keys.shape
         if capacity < n:
             raise ValueError(f"ReservedLayer: capacity {capacity} < {n} cached positions")
-        k = keys.new_empty((B * repeat, H, capacity, keys.shape[-1]))
-        v = values.new_empty((B * repeat, values.shape[1], capacity, values.shape[-1]))
+        k = new_buffer(keys, (B * repeat, H, capacity, keys.shape[-1]))
+        v = new_buffer(values, (B * repeat, values.shape[1], capacity, values.shape[-1]))
         k[:, :, :n] = keys.repeat_interleave(repeat, dim=0) if repeat > 1 else keys
         v[:, :, :n] = values.repeat_interleave(repeat, dim=0) if repeat > 1 else values
         self._set(k, v, n)
@@ -111,10 +120,38 @@ class ReservedLayer(DynamicLayer if HAS_LAYERS else object):  # type: ignore[mis
         self._k, self._v = self._k[indices], self._v[indices]
         self._views()
 
+    def move_rows(self, moves: list[tuple[int, int]], rows: int) -> None:
+        """In place: copy row src's filled columns into row dst for each (dst, src), then keep the first
+        `rows` rows (views of the same buffers)."""
+        for dst, src in moves:
+            self._k[dst, :, : self.n] = self._k[src, :, : self.n]
+            self._v[dst, :, : self.n] = self._v[src, :, : self.n]
+        self._k, self._v = self._k[:rows], self._v[:rows]
+        self._views()
+
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._k = self._k.repeat_interleave(repeats, dim=0)
         self._v = self._v.repeat_interleave(repeats, dim=0)
         self._views()
+
+
+def drop_rows(cache: Any, keep: list[int]) -> list[int]:
+    """Keep the rows `keep` (increasing) of the reserved `cache`, in place: each kept row past the new row count
+    moves into the first free row below it. Returns, for each row of the new layout, the row it held before.
+
+    Rows are not kept in order (a stable compaction would move every row after the first dropped one), and
+    nothing is allocated: `batch_select_indices` copied every kept row's whole reserved buffer into a new
+    one, several GB each time a row of a long batch finished its turn."""
+    k, kept = len(keep), set(keep)
+    order = list(range(k))
+    holes = [i for i in range(k) if i not in kept]
+    movers = [j for j in keep if j >= k]
+    for hole, src in zip(holes, movers):
+        order[hole] = src
+    moves = list(zip(holes, movers))
+    for layer in cache.layers:
+        layer.move_rows(moves, k)
+    return order
 
 
 def row_slice(cache: Any, lo: int, hi: int, n: int) -> Any:
@@ -124,6 +161,14 @@ def row_slice(cache: Any, lo: int, hi: int, n: int) -> Any:
     sub.layers = [ReservedLayer.from_buffers(la._k[lo:hi], la._v[lo:hi], n) for la in cache.layers]
     sub.layer_class_to_replicate = None
     return sub
+
+
+def zero_columns(cache: Any, lo: int, hi: int, start: int, stop: int) -> None:
+    """Zero columns [start, stop) of rows [lo, hi) of the reserved `cache` (buffers are reserved uninitialised;
+    columns the attention mask hides but no pass writes must still hold finite numbers)."""
+    for layer in cache.layers:
+        layer._k[lo:hi, :, start:stop] = 0
+        layer._v[lo:hi, :, start:stop] = 0
 
 
 def set_filled(cache: Any, n: int) -> None:
@@ -159,15 +204,21 @@ def batch_cache(sources: list[Entry | None], capacity: int, like: Entry) -> tupl
     `like` gives the layer count, shapes, dtype and device (any entry of the same model)."""
     B = len(sources)
     lengths = [len(s.tokens) if s is not None else 0 for s in sources]
-    layers = []
+    C, layers = max(lengths, default=0), []
     for li, (k0, v0) in enumerate(like.kv):
-        k = k0.new_zeros((B, k0.shape[0], capacity, k0.shape[-1]))
-        v = v0.new_zeros((B, v0.shape[0], capacity, v0.shape[-1]))
+        # empty, not zeros: columns past C are written before anything reads them, so only each row's gap up to
+        # C is zeroed (masked, but must be finite). Zeroing the whole reserve touched every page of a buffer
+        # of up to several GB on every call.
+        k = new_buffer(k0, (B, k0.shape[0], capacity, k0.shape[-1]))
+        v = new_buffer(v0, (B, v0.shape[0], capacity, v0.shape[-1]))
         for b, src in enumerate(sources):
+            n = lengths[b]
             if src is not None:
-                k[b, :, : lengths[b]] = src.kv[li][0]
-                v[b, :, : lengths[b]] = src.kv[li][1]
-        layers.append(ReservedLayer.from_buffers(k, v, max(lengths, default=0)))
+                k[b, :, :n] = src.kv[li][0]
+                v[b, :, :n] = src.kv[li][1]
+            k[b, :, n:C] = 0
+            v[b, :, n:C] = 0
+        layers.append(ReservedLayer.from_buffers(k, v, C))
     cache = DynamicCache()
     cache.layers = layers
     cache.layer_class_to_replicate = None
