@@ -2,22 +2,22 @@
 
 A decode step multiplies a few rows (one per sequence still sampling, or a verifying pass's few tokens) by every
 weight matrix. `F.linear(x, W)` with W stored (out, in) row-major asks the BLAS for x @ W^T, and for 4 to ~48
-rows the CPU BLAS torch ships does that at about a third of memory bandwidth. The same product with W laid out
+rows the CPU BLAS torch ships does that at about a fifth of memory bandwidth. The same product with W laid out
 column-major (a contiguous (in, out) copy, viewed back as (out, in)) runs about twice as fast. Measured on the
 2-core CPU (scripts/linear_layout.py: SmolLM2-135M's 210 block matrices, 2 threads, median of 7):
 
-    rows        2     8    24    128   2048
-    row-major  26    50    95    157   2141 ms
-    col-major  32    34    49    169   2393 ms
+    rows        2     4     8    16    32    48    64   128   2048
+    row-major  22    51    65   109   137   165    99   175   2663 ms
+    col-major  34    37    42    55    80    76   127   184   2512 ms
 
 so the copy is used only for 4 <= rows < 64, and the model's own weights everywhere else (prefill, scoring,
 training). The values are the same; only the order of the BLAS's sums differs (results agree to float32
 rounding, and the tests that hold sampled log-probs equal to `score()` run through this path).
 
 `ColumnMajor` keeps the copies while the weights are unchanged (an update in place or a replaced weight
-rebuilds that module's copy) and `few_rows(...)` installs them on the model's nn.Linear modules for a block. The copies cost
-one more copy of the linear weights in memory (0.65 GB for SmolLM2-135M, tied output head included), held until
-`clear()`; HFPolicy drops them with its other caches.
+rebuilds that module's copy) and `few_rows(...)` installs them on the model's nn.Linear modules for a block.
+The copies cost one more copy of the linear weights in memory (0.54 GB for SmolLM2-135M, tied output head
+included), held until `clear()`; HFPolicy drops them with its other caches.
 """
 
 from __future__ import annotations
