@@ -53,7 +53,6 @@ from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
 from sgcd.policy.chat import ChatCodec
 from sgcd.policy.kvcache import (
     Entry,
-    ReservedLayer,
     SessionStore,
     batch_cache,
     drop_rows,
@@ -343,10 +342,7 @@ class HFPolicy(ChatCodec):
                     for a, b in enumerate(alive):
                         if done[b]:
                             save(a, b)
-                if all(isinstance(la, ReservedLayer) for la in getattr(cache, "layers", None) or [None]):
-                    keep = drop_rows(cache, keep)  # in place; kept rows may change places
-                else:
-                    cache.batch_select_indices(torch.tensor(keep, device=dev))
+                keep = drop_rows(cache, keep)  # a reserved cache in place: kept rows may change places
                 idx = torch.tensor(keep, device=dev)
                 attn_B_X, pos_B = attn_B_X[idx], pos_B[idx]
                 alive = [alive[a] for a in keep]

@@ -136,12 +136,18 @@ class ReservedLayer(DynamicLayer if HAS_LAYERS else object):  # type: ignore[mis
 
 
 def drop_rows(cache: Any, keep: list[int]) -> list[int]:
-    """Keep the rows `keep` (increasing) of the reserved `cache`, in place: each kept row past the new row count
-    moves into the first free row below it. Returns, for each row of the new layout, the row it held before.
+    """Keep the rows `keep` (increasing) of `cache`. Returns, for each row of the new layout, the row it held
+    before.
 
-    Rows are not kept in order (a stable compaction would move every row after the first dropped one), and
-    nothing is allocated: `batch_select_indices` copied every kept row's whole reserved buffer into a new
-    one, several GB each time a row of a long batch finished its turn."""
+    A reserved cache is compacted in place: each kept row past the new row count moves into the first free row
+    below it. Rows are not kept in order (a stable compaction would move every row after the first dropped one),
+    and nothing is allocated: `batch_select_indices` copied every kept row's whole reserved buffer into a new
+    one, several GB each time a row of a long batch finished its turn. Any other cache (layers we do not
+    manage) keeps transformers' `batch_select_indices`, in order."""
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(isinstance(la, ReservedLayer) for la in layers):
+        cache.batch_select_indices(torch.tensor(keep))  # CPU indices select rows on any device
+        return list(keep)
     k, kept = len(keep), set(keep)
     order = list(range(k))
     holes = [i for i in range(k) if i not in kept]
