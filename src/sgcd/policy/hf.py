@@ -250,8 +250,9 @@ class HFPolicy(ChatCodec):
         if self.device.type != "cpu":
             yield
             return
-        copies = self._column_major.copies(self.causal_lm())
-        self._head_cm = copies.get(self.causal_lm().get_output_embeddings())
+        lm = self.causal_lm()
+        copies = self._column_major.copies(lm)
+        self._head_cm = copies.get(lm.get_output_embeddings())
         try:
             with few_rows(copies):
                 yield
