@@ -371,3 +371,87 @@ def test_grouped_prefill_equals_one_padded_call(tiny_policy, temperature, monkey
     out = tiny_policy.score(prompts, [list(c.token_ids) for c in grouped])
     for b, c in enumerate(grouped):
         assert max(abs(out.logprobs[b, t].item() - lp) for t, lp in enumerate(c.logprobs)) < 1e-4
+
+
+@pytest.mark.parametrize("q", [1, 4])
+def test_shared_columns_attention_equals_one_softmax(q):
+    """Attending to the shared columns once (row 0's) and to each row's own columns, joined through the two
+    log-sum-exps, is the softmax over all columns: equal to transformers' sdpa to float rounding. Row 0 has
+    holes in its own columns; with q = 4, one padding query of row 2 sees none of its own columns (the kernel
+    then reports a log-sum-exp of 0, which must not count)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from sgcd.policy import attention
+
+    g = torch.Generator().manual_seed(0)
+    B, H, Hkv, L, d, P = 5, 9, 3, 60, 16, 20
+    module = type("Attn", (), {"num_key_value_groups": H // Hkv, "is_causal": True})()
+    query = torch.randn(B, H, q, d, generator=g)
+    key, value = torch.randn(B, Hkv, L, d, generator=g), torch.randn(B, Hkv, L, d, generator=g)
+    key[1:, :, :P], value[1:, :, :P] = key[:1, :, :P], value[:1, :, :P]  # the same prefix in every row
+    mask = torch.ones(B, 1, q, L, dtype=torch.bool).tril(diagonal=L - q)  # causal over the last q columns
+    mask[0, :, :, 30:37] = False
+    if q > 1:
+        mask[2, :, 0, P:] = False
+    theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)
+    calls = []
+    real = attention._cascade
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(attention, "MIN_ROWS", 2)
+        mp.setattr(attention, "MIN_SHARED", 8)
+        mp.setattr(attention, "_cascade", spy)
+        with attention.shared_columns() as shared:
+            shared.columns = P
+            ours, _ = attention.packed_sdpa(module, query, key, value, mask, scaling=0.25)
+    assert calls == [1]
+    assert ours.shape == theirs.shape == (B, q, H, d)
+    assert torch.isfinite(ours).all()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_generation_reads_the_shared_prefix_once(tiny_policy, monkeypatch):
+    """With the thresholds lowered so the tiny batch qualifies, generation attends to the shared system prompt
+    once per pass (first turn from the memoised prefix, second from the kept episodes' caches): the same greedy
+    tokens as attending row by row, log-probs within 1e-5, and still equal to score()."""
+    from sgcd.policy import attention
+
+    prompts = _shared_system_prompts(tiny_policy)
+    greedy = SamplingParams(0.0, 1.0, 8)
+    calls = []
+    real = attention._cascade
+
+    def spy(q_G, key, *a, **kw):
+        calls.append(key.shape[0])
+        return real(q_G, key, *a, **kw)
+
+    monkeypatch.setattr(attention, "_cascade", spy)
+    monkeypatch.setattr(attention, "MIN_ROWS", 2)
+    runs = {}
+    for name, min_shared in (("once", 8), ("per-row", 10**9)):
+        monkeypatch.setattr(attention, "MIN_SHARED", min_shared)
+        tiny_policy.clear_caches()
+        first = tiny_policy.generate(prompts, greedy)
+        nxt = [
+            p + list(c.token_ids) + tiny_policy.encode_delta([Message("user", "and R2?")])
+            for p, c in zip(prompts, first)
+        ]
+        hits = tiny_policy.sessions.hits
+        second = tiny_policy.generate(nxt, greedy)
+        assert tiny_policy.sessions.hits == hits + len(prompts)  # the second turn continued the kept caches
+        runs[name] = (first + second, nxt)
+        if name == "once":
+            assert calls and min(calls) >= 2
+            calls.clear()
+    assert not calls  # the per-row run never took the shared path
+    (once, nxt), (rowwise, _) = runs["once"], runs["per-row"]
+    assert [c.token_ids for c in once] == [c.token_ids for c in rowwise]
+    for a, b in zip(once, rowwise):
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-5
+    out = tiny_policy.score(nxt, [list(c.token_ids) for c in once[len(prompts) :]])
+    for b, c in enumerate(once[len(prompts) :]):
+        assert max(abs(out.logprobs[b, t].item() - lp) for t, lp in enumerate(c.logprobs)) < 1e-4

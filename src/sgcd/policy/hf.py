@@ -12,8 +12,10 @@
   Greedy decoding verifies prompt-lookup drafts (sgcd.policy.lookup): a pass feeds each row's last token and
   a guess of its next ones, and keeps what the model confirms, so the few long rows at the end of an evaluation
   gain several tokens a pass; rejected columns become masked holes. Several-token passes attend through
-  sgcd.policy.attention's packed grouped-query path, and on CPU the few-row matrix products use column-major
-  copies of the linear weights (sgcd.policy.layout: about twice as fast for 4-63 rows).
+  sgcd.policy.attention's packed grouped-query path; on CPU, passes of 8 or more rows read the shared prefix's
+  keys/values once rather than once per row (`shared_columns`), and the few-row matrix products use
+  column-major copies of the linear weights (sgcd.policy.layout: about twice as fast for 4-63 rows on the
+  Ice Lake CPU it was measured on; no faster on a later one, docs/models.md).
 - KV reuse (sgcd.policy.kvcache): a prompt prefix shared by all rows (the system prompt and tools) is prefilled
   once and memoised; after a turn each row's keys/values are kept, so the next turn of the same episode only
   prefills the environment's answer (`reuse_kv`, on by default; off = re-prefill every turn, the reference the
@@ -48,7 +50,7 @@ from typing import Any
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from sgcd.policy.attention import packed_attention
+from sgcd.policy.attention import Shared, packed_attention, shared_columns
 from sgcd.policy.base import Completion, SamplingParams, ScoreOutput
 from sgcd.policy.chat import ChatCodec
 from sgcd.policy.kvcache import (
@@ -240,8 +242,8 @@ class HFPolicy(ChatCodec):
         continuous batching (a long turn no longer holds back the next turns of the rows that finished)."""
         if not prompts:
             return []
-        with self._few_row_weights():
-            return self._generate(prompts, params, max_new, pause_below)
+        with self._few_row_weights(), shared_columns() as shared:
+            return self._generate(prompts, params, max_new, pause_below, shared)
 
     @contextlib.contextmanager
     def _few_row_weights(self):
@@ -259,7 +261,7 @@ class HFPolicy(ChatCodec):
         finally:
             self._head_cm = None
 
-    def _generate(self, prompts, params, max_new, pause_below) -> list[Completion]:
+    def _generate(self, prompts, params, max_new, pause_below, shared: Shared) -> list[Completion]:
         if any(len(p) == 0 for p in prompts):
             raise ValueError("generate: every prompt needs at least one token")
         dev, B = self.device, len(prompts)
@@ -298,6 +300,8 @@ class HFPolicy(ChatCodec):
         ids_B_S, attn_B_X = ids_B_S.to(dev), attn_B_X.to(dev)
         srcs = [srcs[b] for b in alive]
         cache = batch_cache(srcs, capacity, next(e for e in srcs if e is not None))[0] if C else None
+        if cache is not None and prefix is not None:
+            shared.columns = P  # every row's columns [0, P) hold the shared prefix's keys/values
         L = C + S
         body = self.body()
         if len(groups) == 1:
