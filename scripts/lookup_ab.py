@@ -2,9 +2,13 @@
 legs A (plain decoding, `lookup_draft=0`) and B (drafts verified, the defaults), in the order given. A hook
 times every forward call of the transformer body, so each leg also prints where its time went: prefill calls,
 plain decode steps of 8 or more rows and of fewer (the tail), and draft-verifying passes (with how many draft
-tokens they confirmed). docs/models.md quotes its output.
+tokens they confirmed). Per part it also prints the seconds spent in the attention function and how many
+row-positions the passes attended to, and what share of them lay in the prompts' shared prefix (what
+`sgcd.policy.attention.shared_columns` reads once per pass instead of once per row). docs/models.md quotes its
+output.
 
     python scripts/lookup_ab.py POLICY_FOLDER [--tasks 24] [--threads 2] [--legs A1,B1,B2,A2] [--split dev]
+        [--min-shared N]   # attention.MIN_SHARED; a huge N turns the shared-columns path off
 """
 
 from __future__ import annotations
@@ -27,10 +31,14 @@ def main() -> None:
     ap.add_argument(
         "--session-gb", type=float, default=None, help="SessionStore.max_bytes in GiB (default: as is)"
     )
+    ap.add_argument("--min-shared", type=int, default=None, help="attention.MIN_SHARED (default: as is)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from transformers import AttentionInterface
+
     from sgcd.envs.base import get_domain
     from sgcd.eval.evaluate import evaluate
+    from sgcd.policy import attention
     from sgcd.policy.base import SamplingParams
     from sgcd.rollout.runner import PolicyRunner
 
@@ -38,7 +46,8 @@ def main() -> None:
     runner = PolicyRunner.from_spec(args.policy, SamplingParams(0.0, 1.0, 256), batch_size=32)
     domain, policy = get_domain("airline-lite"), runner.policy
     parts = ("prefill", "decode>=8", "decode<8", "verify")
-    split: dict[str, list[float]] = {}  # part -> [calls, seconds, query tokens]
+    # part -> [calls, seconds, query tokens, attention seconds, row-positions attended, of them in the shared prefix]
+    split: dict[str, list[float]] = {}
     call: dict = {"verify": False}
     verify = policy._verify
 
@@ -53,7 +62,9 @@ def main() -> None:
 
     def before(module, a, kw):
         ids = kw["input_ids"]
-        call.update(t=time.perf_counter(), B=ids.shape[0], S=ids.shape[1])
+        mask = kw.get("attention_mask")
+        L = mask.shape[1] if mask is not None else ids.shape[1]
+        call.update(t=time.perf_counter(), B=ids.shape[0], S=ids.shape[1], L=L, attn=0.0)
 
     def after(module, a, kw, out):
         B, S = call["B"], call["S"]
@@ -62,6 +73,31 @@ def main() -> None:
         row[0] += 1
         row[1] += time.perf_counter() - call["t"]
         row[2] += B * S
+        row[3] += call["attn"]
+        row[4] += B * call["L"]
+        row[5] += B * min(shared["P"], call["L"])
+
+    if args.min_shared is not None:
+        attention.MIN_SHARED = args.min_shared
+    attention._register()
+    inner = attention.packed_sdpa
+
+    def timed_attention(*a, **kw):  # generation's attention function, timed
+        t = time.perf_counter()
+        try:
+            return inner(*a, **kw)
+        finally:
+            call["attn"] += time.perf_counter() - t
+
+    AttentionInterface.register(attention.NAME, timed_attention)
+    shared = {"P": 0}
+    prefix_len = policy._shared_prefix_len
+
+    def recorded(prompts):
+        shared["P"] = prefix_len(prompts)
+        return shared["P"]
+
+    policy._shared_prefix_len = recorded
 
     policy.body().register_forward_pre_hook(before, with_kwargs=True)
     policy.body().register_forward_hook(after, with_kwargs=True)
@@ -75,7 +111,7 @@ def main() -> None:
         if args.session_gb is not None:
             policy.sessions.max_bytes = int(args.session_gb * 2**30)
         policy._memo.clear()
-        split.update({part: [0, 0.0, 0] for part in parts})
+        split.update({part: [0, 0.0, 0, 0.0, 0, 0] for part in parts})
         t0 = time.perf_counter()
         result = evaluate(runner, domain, args.split, limit=args.tasks, progress=False, batch_size=32)
         wall = time.perf_counter() - t0
@@ -89,8 +125,12 @@ def main() -> None:
             flush=True,
         )
         for part in parts:
-            n, sec, fed = split[part]
-            print(f"  {part:10s} {int(n):5d} calls {sec:8.1f} s  {int(fed):7d} query tokens", flush=True)
+            n, sec, fed, att, seen, pre = split[part]
+            print(
+                f"  {part:10s} {int(n):5d} calls {sec:8.1f} s  {int(fed):7d} query tokens; attention {att:6.1f} s, "
+                f"{int(seen):9d} row-positions, {pre / max(seen, 1):.2f} in the shared prefix",
+                flush=True,
+            )
     first = next(iter(outcomes))
     for leg in outcomes:
         print(f"{leg}: every episode's messages the same as {first}'s: {outcomes[leg] == outcomes[first]}")
