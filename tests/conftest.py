@@ -85,7 +85,11 @@ def smol_policy():
 def nan_reserved_buffers(monkeypatch):
     """Every test: reserved key/value buffers start as NaN instead of uninitialised memory, so a column read
     before a pass writes it (or the caller zeroes it) turns a test's numbers into NaN every time, not by chance.
-    Production buffers are torch.empty (see sgcd.policy.kvcache.new_buffer)."""
+    Production buffers are torch.empty or an earlier turn's recycled buffer (see sgcd.policy.kvcache.new_buffer);
+    both are filled with NaN here, so recycling runs in every test too."""
     from sgcd.policy import kvcache
 
-    monkeypatch.setattr(kvcache, "new_buffer", lambda like, shape: like.new_full(shape, float("nan")))
+    real = kvcache.new_buffer
+    monkeypatch.setattr(
+        kvcache, "new_buffer", lambda like, shape, spare=None: real(like, shape, spare).fill_(float("nan"))
+    )

@@ -8,7 +8,7 @@ import torch
 from sgcd.policy import hf
 from sgcd.policy.base import SamplingParams
 from sgcd.policy.hf import HFPolicy, inverse_cdf, top_p_filter
-from sgcd.policy.kvcache import ReservedLayer, drop_rows, reserve_cache
+from sgcd.policy.kvcache import ReservedLayer, column_runs, drop_rows, reserve_cache, row_entry
 from sgcd.types import Message
 
 TOOLS = [
@@ -227,6 +227,67 @@ def test_drop_rows_moves_the_last_kept_rows_into_the_holes_in_place():
     assert layer.keys[:, 0, 0, 0].tolist() == [3.0, 1.0]
 
 
+def test_column_runs_by_hand():
+    # 0 1 2 | 7 8 | 10: three runs; a lone column is a run of one; order is kept, not sorted.
+    assert column_runs([0, 1, 2, 7, 8, 10]) == [(0, 3), (7, 9), (10, 11)]
+    assert column_runs([5]) == [(5, 6)]
+    assert column_runs([4, 5, 0, 1]) == [(4, 6), (0, 2)]
+    assert column_runs([]) == []
+
+
+def test_row_entry_copies_the_columns_in_token_order():
+    """row_entry gathers one row's columns run by run: the same values as index_select over those columns, for a
+    row with a gap, a lookup hole and a single column, and for one run; the entry is a copy, not a view."""
+    from transformers.cache_utils import DynamicCache
+
+    src = DynamicCache()
+    k = torch.randn(3, 2, 12, 4)
+    src.update(k, k * 2, 0)
+    cache = reserve_cache(src, capacity=16)
+    for cols in ([0, 1, 2, 6, 7, 9, 11], [3, 4, 5], [8]):
+        entry = row_entry(cache, 1, cols, tuple(range(len(cols))))
+        idx = torch.tensor(cols)
+        assert torch.equal(entry.kv[0][0], k[1].index_select(1, idx))
+        assert torch.equal(entry.kv[0][1], (k * 2)[1].index_select(1, idx))
+    entry.kv[0][0].zero_()  # a copy: the cache is untouched
+    assert torch.equal(cache.layers[0].keys[1, :, 8], k[1, :, 8])
+
+
+def test_new_buffer_reuses_the_smallest_spare_that_fits():
+    """48 float32 elements are needed: of the spares (100 and 50 float32, 60 float64) the 50 is the smallest that
+    fits with the right dtype; it leaves the list and the buffer is a view of its memory. 200 fit none: a new
+    allocation, the list untouched."""
+    from sgcd.policy.kvcache import new_buffer
+
+    big, small, wide = torch.zeros(100), torch.zeros(50), torch.zeros(60, dtype=torch.float64)
+    spare = [big, small, wide]
+    buf = new_buffer(torch.zeros(1), (2, 3, 8), spare)
+    assert buf.shape == (2, 3, 8) and buf.data_ptr() == small.data_ptr()
+    assert [id(t) for t in spare] == [id(big), id(wide)]
+    fresh = new_buffer(torch.zeros(1), (200,), spare)
+    assert fresh.data_ptr() not in (big.data_ptr(), wide.data_ptr()) and len(spare) == 2
+
+
+def test_generation_recycles_the_last_turns_buffers(tiny_policy):
+    """A turn hands its key/value buffers back and the next turn of the same size reuses all of them (the test
+    fixture fills them with NaN again, so nothing may read what the last turn left); the tokens are the same
+    as the first turn's on fresh buffers, and clear_caches lets the buffers go."""
+    prompts = _shared_system_prompts(tiny_policy)
+    greedy = SamplingParams(0.0, 1.0, 8)
+    tiny_policy.clear_caches()
+    first = tiny_policy.generate(prompts, greedy)
+    ptrs = sorted(b.data_ptr() for b in tiny_policy._spare)
+    assert len(ptrs) == 2 * len(tiny_policy.causal_lm().model.layers)  # keys and values of every layer
+    tiny_policy.sessions.clear()  # the same prompts again, from the shared prefix (same sizes)
+    again = tiny_policy.generate(prompts, greedy)
+    assert sorted(b.data_ptr() for b in tiny_policy._spare) == ptrs
+    assert [c.token_ids for c in again] == [c.token_ids for c in first]
+    for a, b in zip(again, first):
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-6
+    tiny_policy.clear_caches()
+    assert tiny_policy._spare == []
+
+
 def test_reserved_cache_generation_equals_transformers_cache(tiny_policy, monkeypatch):
     """Generation with reserved buffers equals the plain DynamicCache path, also when rows stop at different
     steps and leave the batch (the buffers are compacted): same seeded samples, log-probs within 1e-5."""
@@ -242,7 +303,7 @@ def test_reserved_cache_generation_equals_transformers_cache(tiny_policy, monkey
     try:
         reserved = run()
         # Identity: generate keeps transformers' cache, nothing is shared, no episode cache is kept.
-        monkeypatch.setattr(hf, "reserve_cache", lambda cache, capacity, repeat=1: cache)
+        monkeypatch.setattr(hf, "reserve_cache", lambda cache, capacity, repeat=1, spare=None: cache)
         monkeypatch.setattr(hf, "reservable", lambda cache: False)
         tiny_policy._memo.clear()
         plain = run()

@@ -63,6 +63,7 @@ from sgcd.policy.kvcache import (
     row_entry,
     row_slice,
     set_filled,
+    spare_buffers,
     zero_columns,
 )
 from sgcd.policy.layout import ColumnMajor, faster, few_rows
@@ -113,6 +114,9 @@ class HFPolicy(ChatCodec):
         self._cache_kw = _cache_kw(self.body())
         self._column_major = ColumnMajor()  # generation's few-row weight copies (sgcd.policy.layout)
         self._head_cm: torch.Tensor | None = None  # the output head's copy, while generate() runs
+        self._spare: list[
+            torch.Tensor
+        ] = []  # the last turn's key/value buffers, reused by the next (kvcache)
 
     @classmethod
     def from_pretrained(
@@ -217,6 +221,7 @@ class HFPolicy(ChatCodec):
         self._trunk.clear()
         self.sessions.clear()
         self._column_major.clear()
+        self._spare = []
 
     def end_episode(self, context: list[int]) -> None:
         """An episode ended with `context`: drop the keys/values kept for its next turn (the rollout loop calls
@@ -299,7 +304,8 @@ class HFPolicy(ChatCodec):
         attn_B_X[:, C : C + S] = attn_B_S
         ids_B_S, attn_B_X = ids_B_S.to(dev), attn_B_X.to(dev)
         srcs = [srcs[b] for b in alive]
-        cache = batch_cache(srcs, capacity, next(e for e in srcs if e is not None))[0] if C else None
+        like = next((e for e in srcs if e is not None), None)
+        cache = batch_cache(srcs, capacity, like, self._spare)[0] if C else None
         if cache is not None and prefix is not None:
             shared.columns = P  # every row's columns [0, P) hold the shared prefix's keys/values
         L = C + S
@@ -308,7 +314,7 @@ class HFPolicy(ChatCodec):
             with self._amp(generating=True):
                 out = body(input_ids=ids_B_S, attention_mask=attn_B_X[:, :L], position_ids=pos_B_S,
                            use_cache=True, **({self._cache_kw: cache} if cache is not None else {}))  # fmt: skip
-            cache = reserve_cache(_cache_of(out), capacity)
+            cache = reserve_cache(_cache_of(out), capacity, spare=self._spare)
             last_A_H = out.last_hidden_state[:, -1]
         else:
             last_A_H = self._prefill_grouped(body, cache, groups, s_sorted, ids_B_S, attn_B_X[:, :L], pos_B_S)
@@ -323,7 +329,7 @@ class HFPolicy(ChatCodec):
 
         def save(a: int, b: int) -> None:  # row b's keys/values: cached part, its prompt's suffix, fed tokens
             c, s = int(c_B[b]), len(prompts[b]) - int(c_B[b])
-            cols = torch.tensor([*range(c), *range(C + S - s, C + S), *fed[b]], device=dev)
+            cols = [*range(c), *range(C + S - s, C + S), *fed[b]]
             self.sessions.put(row_entry(cache, a, cols, tuple(prompts[b]) + tuple(toks[b][:-1])))
 
         tok_A, lp_A = self._sample(logits_A_V, params, alive)
@@ -369,6 +375,9 @@ class HFPolicy(ChatCodec):
         if keep_kv:
             for a, b in enumerate(alive):
                 save(a, b)
+        self._spare = spare_buffers(
+            cache
+        )  # nothing reads this turn's buffers any more: the next turn reuses them
         return [self._completion(t, lp, p) for t, lp, p in zip(toks, lps, paused)]
 
     def _drafts(self, prompts, toks, cap, alive, room) -> list[list[int]] | None:
@@ -455,7 +464,7 @@ class HFPolicy(ChatCodec):
             with self._amp(generating):
                 out = body(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
             cache = _cache_of(out)
-            cols = torch.arange(len(prefix), device=self.device)
+            cols = list(range(len(prefix)))
             self._memo[key] = row_entry(cache, 0, cols, tuple(prefix)) if reservable(cache) else None
         return self._memo[key]
 
