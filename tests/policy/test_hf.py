@@ -255,17 +255,20 @@ def test_row_entry_copies_the_columns_in_token_order():
 
 def test_new_buffer_reuses_the_smallest_spare_that_fits():
     """48 float32 elements are needed: of the spares (100 and 50 float32, 60 float64) the 50 is the smallest that
-    fits with the right dtype; it leaves the list and the buffer is a view of its memory. 200 fit none: a new
-    allocation, the list untouched."""
-    from sgcd.policy.kvcache import new_buffer
+    fits with the right dtype; it leaves the list and the buffer is a view of its memory. 200 fit none: the
+    spares are let go and a new buffer of 1.5 x 200 = 300 elements is reserved (headroom for a longer turn).
+    Without a spare list, a plain buffer of the exact size."""
+    from sgcd.policy import kvcache
 
     big, small, wide = torch.zeros(100), torch.zeros(50), torch.zeros(60, dtype=torch.float64)
     spare = [big, small, wide]
-    buf = new_buffer(torch.zeros(1), (2, 3, 8), spare)
+    buf = kvcache.new_buffer(torch.zeros(1), (2, 3, 8), spare)
     assert buf.shape == (2, 3, 8) and buf.data_ptr() == small.data_ptr()
     assert [id(t) for t in spare] == [id(big), id(wide)]
-    fresh = new_buffer(torch.zeros(1), (200,), spare)
-    assert fresh.data_ptr() not in (big.data_ptr(), wide.data_ptr()) and len(spare) == 2
+    fresh = kvcache.new_buffer(torch.zeros(1), (200,), spare)
+    assert spare == [] and fresh.shape == (200,) and fresh._base.numel() == 300
+    plain = kvcache.new_buffer(torch.zeros(1), (4, 5))
+    assert plain._base is None and plain.numel() == 20
 
 
 def test_generation_recycles_the_last_turns_buffers(tiny_policy):

@@ -40,35 +40,41 @@ except ImportError:  # pragma: no cover - old transformers
     HAS_LAYERS = False
 
 
+HEADROOM = 1.5  # a recycled buffer is reserved this much larger, so the next, slightly longer turn fits too
+
+
 def new_buffer(
     like: torch.Tensor, shape: tuple[int, ...], spare: list[torch.Tensor] | None = None
 ) -> torch.Tensor:
     """An uninitialised key or value buffer (the one place reserved buffers are made; tests fill it with NaN
     to prove nothing reads a column before a pass writes it or the caller zeroes it).
 
-    spare: flat buffers an earlier turn handed back (`spare_buffers`); the smallest one that is large enough
-    (same dtype and device) is taken out of the list and reused, its old contents left in place like any
-    uninitialised memory. A fresh allocation of several hundred MB is mapped page by page on first touch: in
-    a 100-task evaluation that was about 8 M page faults and 18 s of 232 s."""
+    spare: flat buffers an earlier turn handed back (`spare_buffers`), or [] to start recycling. The smallest
+    one that is large enough (same dtype and device) is taken out of the list and reused, its old contents left
+    in place like any uninitialised memory. When none fits, the spares are let go first (memory peaks no
+    higher than without recycling) and a buffer `HEADROOM` times the size is reserved: its pages past what
+    this turn writes are never touched, so they cost address space, not memory, until a later turn uses them.
+    Why: a fresh allocation of several hundred MB is mapped page by page on first touch; in a 100-task
+    evaluation that was about 8 M page faults and 18 s of 232 s."""
     n = math.prod(shape)
+    if spare is None:
+        return like.new_empty(shape)
     fits = [
-        i
-        for i, b in enumerate(spare or [])
-        if b.numel() >= n and b.dtype == like.dtype and b.device == like.device
+        i for i, b in enumerate(spare) if b.numel() >= n and b.dtype == like.dtype and b.device == like.device
     ]
     if fits:
-        best = min(fits, key=lambda i: spare[i].numel())  # type: ignore[index]
-        return spare.pop(best)[:n].view(shape)  # type: ignore[union-attr]
-    return like.new_empty(shape)
+        return spare.pop(min(fits, key=lambda i: spare[i].numel()))[:n].view(shape)
+    spare.clear()
+    return like.new_empty(int(n * HEADROOM))[:n].view(shape)
 
 
 def spare_buffers(cache: Any) -> list[torch.Tensor]:
-    """The whole buffers (flat) behind a reserved cache's layers, to reuse once nothing reads the cache any more.
-    Empty for any other cache."""
+    """The whole buffers (flat, headroom included) behind a reserved cache's layers, to reuse once nothing reads
+    the cache any more. Empty for any other cache."""
     layers = getattr(cache, "layers", None) or []
     if not all(isinstance(la, ReservedLayer) for la in layers):
         return []
-    return [b.view(-1) for la in layers for b in la.buffers]
+    return [(b if b._base is None else b._base).view(-1) for la in layers for b in la.buffers]
 
 
 def reserve_cache(cache: Any, capacity: int, repeat: int = 1, spare: list[torch.Tensor] | None = None) -> Any:
