@@ -121,6 +121,8 @@ def main(out: Path) -> None:
         "steps": steps,
     }
     (out / f"rank{rank}.json").write_text(json.dumps(result, indent=1))
+    if torch.distributed.is_initialized():  # leave gloo's threads joined: exiting with them alive can abort
+        torch.distributed.destroy_process_group()  # the process ("terminate called without an active exception")
 
 
 if __name__ == "__main__":
