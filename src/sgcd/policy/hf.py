@@ -114,9 +114,8 @@ class HFPolicy(ChatCodec):
         self._cache_kw = _cache_kw(self.body())
         self._column_major = ColumnMajor()  # generation's few-row weight copies (sgcd.policy.layout)
         self._head_cm: torch.Tensor | None = None  # the output head's copy, while generate() runs
-        self._spare: list[
-            torch.Tensor
-        ] = []  # the last turn's key/value buffers, reused by the next (kvcache)
+        # the last turn's key/value buffers, reused by the next (kvcache.new_buffer)
+        self._spare: list[torch.Tensor] = []
 
     @classmethod
     def from_pretrained(
@@ -375,9 +374,8 @@ class HFPolicy(ChatCodec):
         if keep_kv:
             for a, b in enumerate(alive):
                 save(a, b)
-        self._spare = spare_buffers(
-            cache
-        )  # nothing reads this turn's buffers any more: the next turn reuses them
+        # nothing reads this turn's buffers any more: the next turn reuses them
+        self._spare = spare_buffers(cache)
         return [self._completion(t, lp, p) for t, lp, p in zip(toks, lps, paused)]
 
     def _drafts(self, prompts, toks, cap, alive, room) -> list[list[int]] | None:

@@ -74,7 +74,8 @@ def spare_buffers(cache: Any) -> list[torch.Tensor]:
     layers = getattr(cache, "layers", None) or []
     if not all(isinstance(la, ReservedLayer) for la in layers):
         return []
-    return [(b if b._base is None else b._base).view(-1) for la in layers for b in la.buffers]
+    # a layer's buffers are views of what was reserved (moving rows keeps a prefix of the rows): recycle the whole
+    return [(b if b._base is None else b._base).view(-1) for la in layers for b in (la._k, la._v)]
 
 
 def reserve_cache(cache: Any, capacity: int, repeat: int = 1, spare: list[torch.Tensor] | None = None) -> Any:
@@ -136,10 +137,6 @@ class ReservedLayer(DynamicLayer if HAS_LAYERS else object):  # type: ignore[mis
         return layer
 
     def _set(self, k: torch.Tensor, v: torch.Tensor, n: int) -> None:
-        self.buffers = (
-            k,
-            v,
-        )  # as reserved (moving rows keeps a prefix of them; `spare_buffers` recycles these)
         self._k, self._v, self.n, self.capacity = k, v, n, k.shape[2]
         self.device, self.dtype, self.is_initialized = k.device, k.dtype, True
         self._views()
